@@ -1,0 +1,346 @@
+/*
+ * cim_commit.c - serialize the namespace into the metadata region and
+ * publish the image atomically (format spec 14):
+ *
+ *   1. upcase table (page-aligned)
+ *   2. breadth-first walk from the root: dense FileIDs (root = 1) and each
+ *      directory's link table, sorted by the image's own upcase table
+ *   3. SDs, EAs, reparse buffers and stream tables as records need them,
+ *      then the file tables, 1024 records each (page-aligned)
+ *   4. the file table directory and the Filesystem object
+ *   5. regions and objectid files finished and synced under temporary names,
+ *      renamed to their final names, then the .cim written to a temporary
+ *      name, synced, and renamed over the final name last.
+ *
+ * A failure or crash before step 5's last rename leaves no .cim naming the
+ * new regions, and an image committed before is never modified.
+ */
+#include "cim_internal.h"
+#include "cim_upcase.h"
+
+/* Default SD when none is given: SDDL D:NO_ACCESS_CONTROL (format spec 12). */
+static const uint8_t g_null_dacl_sd[20] = {0x01, 0x00, 0x04, 0x80};
+
+HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, uint64_t alignment,
+                       uint64_t *out)
+{
+    uint8_t digest[32];
+    uint64_t found, start;
+    HRESULT hr;
+    cim_sha256(p, n, digest);
+    found = cim_dedup_find(&img->dedup, n, digest);
+    if (found) {
+        *out = found;
+        return CIMFS_S_OK;
+    }
+    hr = cim_region_align(r, alignment);
+    if (hr < 0) return hr;
+    start = r->end;
+    hr = cim_region_write(r, p, n);
+    if (hr >= 0) hr = cim_region_add_objid(r, n, digest, start);
+    if (hr >= 0) hr = cim_dedup_add(&img->dedup, n, digest, CIM_OFFSET(r->global_index, start));
+    *out = CIM_OFFSET(r->global_index, start);
+    return hr;
+}
+
+static HRESULT put_blob(cim_image *img, cim_blob *b, uint64_t *out)
+{
+    cim_region *meta = &img->regions[CIM_RT_METADATA];
+    HRESULT hr;
+    if (!b) {
+        *out = 0;
+        return CIMFS_S_OK;
+    }
+    if (!b->offset) {
+        if (b->kind == CIM_BLOB_EA) {
+            hr = cim_put_object(img, meta, b->data, b->len, 8, &b->offset);
+        } else { /* u16-counted */
+            uint8_t *tmp = (uint8_t *)malloc(2 + (size_t)b->len);
+            if (!tmp) return CIMFS_E_OUTOFMEMORY;
+            cim_put16(tmp, (uint16_t)b->len);
+            memcpy(tmp + 2, b->data, b->len);
+            hr = cim_put_object(img, meta, tmp, 2 + (size_t)b->len, 8, &b->offset);
+            free(tmp);
+        }
+        if (hr < 0) {
+            b->offset = 0;
+            return hr;
+        }
+    }
+    *out = b->offset;
+    return CIMFS_S_OK;
+}
+
+/* qsort has no context argument; the commit holds the image lock, and the
+ * table is the same for every image, so a file-scope pointer is safe. */
+static const uint16_t *g_sort_up;
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const cim_entry *x = *(const cim_entry *const *)a, *y = *(const cim_entry *const *)b;
+    return cim_name_compare(g_sort_up, x->name, x->len, y->name, y->len);
+}
+
+static int ads_cmp(const void *a, const void *b)
+{
+    const cim_ads *x = *(const cim_ads *const *)a, *y = *(const cim_ads *const *)b;
+    return cim_name_compare(g_sort_up, x->name, x->len, y->name, y->len);
+}
+
+/*
+ * LinkTable<T>: u32 Length, u32 LinkCount, T values[n], u32 NameOffsets[n],
+ * names (u16 count + units), all offsets relative to the table start.
+ * `prefix` reserves bytes before the table (the u32 of stream tables).
+ */
+static uint8_t *link_table_alloc(size_t prefix, size_t n, size_t value_size, size_t names_bytes, size_t *total)
+{
+    uint64_t len = 8 + (uint64_t)n * (value_size + 4) + names_bytes;
+    uint8_t *t;
+    if (len > UINT32_MAX) return NULL;
+    t = (uint8_t *)calloc(1, prefix + (size_t)len);
+    if (!t) return NULL;
+    cim_put32(t + prefix, (uint32_t)len);
+    cim_put32(t + prefix + 4, (uint32_t)n);
+    *total = prefix + (size_t)len;
+    return t;
+}
+
+static void put_name(uint8_t *table, size_t n, size_t value_size, size_t i, size_t *name_pos, const WCHAR *name,
+                     uint16_t len)
+{
+    uint8_t *p = table + *name_pos;
+    uint16_t k;
+    cim_put32(table + 8 + n * value_size + i * 4, (uint32_t)*name_pos);
+    cim_put16(p, len);
+    for (k = 0; k < len; k++) cim_put16(p + 2 + 2 * k, name[k]);
+    *name_pos += 2 + 2 * (size_t)len;
+}
+
+static HRESULT write_directory(cim_image *img, cim_node *d, cim_entry **sorted, size_t n)
+{
+    size_t names = 0, total, i, pos;
+    uint8_t *t;
+    uint64_t off;
+    HRESULT hr;
+    for (i = 0; i < n; i++) names += 2 + 2 * (size_t)sorted[i]->len;
+    t = link_table_alloc(0, n, 4, names, &total);
+    if (!t) return CIMFS_E_OUTOFMEMORY;
+    pos = 8 + n * 8;
+    for (i = 0; i < n; i++) {
+        cim_put32(t + 8 + i * 4, sorted[i]->node->id);
+        put_name(t, n, 4, i, &pos, sorted[i]->name, sorted[i]->len);
+    }
+    hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], t, total, 8, &off);
+    free(t);
+    d->data.offset = off;
+    d->data.len_type = CIM_STREAM_LT(total, CIM_STREAM_LINK_TABLE);
+    return hr;
+}
+
+/* Breadth-first: FileIDs for every node and a link table for every directory. */
+static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
+{
+    cim_namespace *ns = &img->ns;
+    cim_node *head = ns->root, *tail = ns->root;
+    cim_entry **sorted = NULL;
+    size_t sorted_cap = 0;
+    HRESULT hr = CIMFS_S_OK;
+    uint32_t next = 1;
+    ns->root->id = next;
+    ns->root->parent_id = 0;
+    ns->root->work_next = NULL;
+    by_id[next] = ns->root;
+    while (head && hr >= 0) {
+        cim_node *d = head;
+        cim_entry *e;
+        size_t n = 0, i;
+        head = d->work_next;
+        if (!head) tail = NULL;
+        if (d->nchildren > sorted_cap) {
+            cim_entry **s = (cim_entry **)realloc(sorted, d->nchildren * sizeof *s);
+            if (!s) {
+                hr = CIMFS_E_OUTOFMEMORY;
+                break;
+            }
+            sorted = s;
+            sorted_cap = d->nchildren;
+        }
+        for (e = d->children; e; e = e->next) sorted[n++] = e;
+        qsort(sorted, n, sizeof *sorted, entry_cmp);
+        for (i = 0; i < n; i++) {
+            cim_node *c = sorted[i]->node;
+            if (c->id) continue; /* another name of a file seen before */
+            c->id = ++next;
+            c->parent_id = d->id;
+            by_id[next] = c;
+            if (c->is_dir) {
+                c->work_next = NULL;
+                if (tail) tail->work_next = c;
+                else head = c;
+                tail = c;
+            }
+        }
+        hr = write_directory(img, d, sorted, n);
+    }
+    free(sorted);
+    *count = next;
+    return hr;
+}
+
+/* u32 N, then LinkTable<Stream> of N bytes (format spec 11.4). */
+static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
+{
+    cim_ads *a, **sorted;
+    size_t n = 0, names = 0, total, i, pos;
+    uint8_t *t;
+    HRESULT hr;
+    *out = 0;
+    for (a = node->ads; a; a = a->next) {
+        n++;
+        names += 2 + 2 * (size_t)a->len;
+    }
+    if (n == 0) return CIMFS_S_OK;
+    sorted = (cim_ads **)malloc(n * sizeof *sorted);
+    if (!sorted) return CIMFS_E_OUTOFMEMORY;
+    for (i = 0, a = node->ads; a; a = a->next) sorted[i++] = a;
+    qsort(sorted, n, sizeof *sorted, ads_cmp);
+    t = link_table_alloc(4, n, CIM_STREAM_SIZE, names, &total);
+    if (!t) {
+        free(sorted);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    cim_put32(t, (uint32_t)(total - 4));
+    pos = 8 + n * (CIM_STREAM_SIZE + 4);
+    for (i = 0; i < n; i++) {
+        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE, sorted[i]->stream.offset);
+        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE + 8, sorted[i]->stream.len_type);
+        put_name(t + 4, n, CIM_STREAM_SIZE, i, &pos, sorted[i]->name, sorted[i]->len);
+    }
+    hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], t, total, 8, out);
+    free(t);
+    free(sorted);
+    return hr;
+}
+
+static HRESULT write_record(cim_image *img, cim_node *node, cim_blob *default_sd, uint8_t *rec)
+{
+    uint64_t sd, ea, reparse, streams;
+    HRESULT hr;
+    int i;
+    hr = put_blob(img, node->sd ? node->sd : default_sd, &sd);
+    if (hr >= 0) hr = put_blob(img, node->ea, &ea);
+    if (hr >= 0) hr = put_blob(img, node->reparse, &reparse);
+    if (hr >= 0) hr = write_stream_table(img, node, &streams);
+    if (hr < 0) return hr;
+    memset(rec, 0, CIM_FILE_SIZE);
+    cim_put16(rec + 0x00, node->flags);
+    cim_put16(rec + 0x02, (uint16_t)(node->ea ? node->ea->len : 0));
+    cim_put32(rec + 0x04, node->reparse ? node->reparse_tag : 0);
+    for (i = 0; i < 4; i++) cim_put64(rec + 0x08 + 8 * i, (uint64_t)node->times[i]);
+    cim_put64(rec + 0x28, node->data.offset);
+    cim_put64(rec + 0x30, node->data.len_type);
+    cim_put64(rec + 0x38, sd);
+    cim_put64(rec + 0x40, ea);
+    cim_put64(rec + 0x48, reparse);
+    cim_put64(rec + 0x50, streams);
+    cim_put32(rec + 0x58, node->parent_id);
+    return CIMFS_S_OK;
+}
+
+static HRESULT write_file_tables(cim_image *img, cim_node **by_id, uint32_t count, uint64_t *ftd_off,
+                                 uint32_t *ntables_out)
+{
+    cim_region *meta = &img->regions[CIM_RT_METADATA];
+    uint32_t ntables = (count + CIM_FILES_PER_TABLE - 1) / CIM_FILES_PER_TABLE, t;
+    uint8_t *table = (uint8_t *)malloc((size_t)CIM_FILES_PER_TABLE * CIM_FILE_SIZE);
+    uint8_t *ftd = (uint8_t *)calloc(ntables, CIM_FTDE_SIZE);
+    cim_blob *default_sd = NULL;
+    HRESULT hr = (table && ftd) ? CIMFS_S_OK : CIMFS_E_OUTOFMEMORY;
+    if (hr >= 0) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, g_null_dacl_sd, sizeof g_null_dacl_sd, &default_sd);
+    for (t = 0; hr >= 0 && t < ntables; t++) {
+        uint32_t first = t * CIM_FILES_PER_TABLE + 1, n = count - first + 1, i;
+        uint64_t off;
+        if (n > CIM_FILES_PER_TABLE) n = CIM_FILES_PER_TABLE;
+        for (i = 0; hr >= 0 && i < n; i++) hr = write_record(img, by_id[first + i], default_sd, table + i * CIM_FILE_SIZE);
+        if (hr >= 0) hr = cim_put_object(img, meta, table, (size_t)n * CIM_FILE_SIZE, CIM_PAGE, &off);
+        if (hr >= 0) {
+            cim_put64(ftd + t * CIM_FTDE_SIZE, off);
+            cim_put16(ftd + t * CIM_FTDE_SIZE + 8, (uint16_t)n);
+            cim_put16(ftd + t * CIM_FTDE_SIZE + 10, CIM_FILE_SIZE);
+        }
+    }
+    if (hr >= 0) hr = cim_put_object(img, meta, ftd, (size_t)ntables * CIM_FTDE_SIZE, 8, ftd_off);
+    *ntables_out = ntables;
+    free(table);
+    free(ftd);
+    return hr;
+}
+
+static HRESULT write_image_file(cim_image *img, uint64_t fs_off)
+{
+    size_t size = CIM_FS_HEADER_SIZE + (size_t)img->nparent_sets * CIM_REGION_SET_SIZE, i;
+    uint8_t *h = (uint8_t *)calloc(1, size);
+    cim_file *f = NULL;
+    HRESULT hr;
+    if (!h) return CIMFS_E_OUTOFMEMORY;
+    cim_put_common_header(h, CIM_FS_HEADER_SIZE, CIM_FT_IMAGE);
+    memcpy(h + 0x20, img->guid, 16);
+    cim_put16(h + 0x30, CIM_REGIONS_PER_SET);
+    cim_put64(h + 0x38, fs_off);
+    cim_put16(h + 0x46, img->nparent_sets);
+    for (i = 0; i < img->nparent_sets; i++) {
+        memcpy(h + CIM_FS_HEADER_SIZE + i * CIM_REGION_SET_SIZE, img->parent_sets[i].guid, 16);
+        cim_put16(h + CIM_FS_HEADER_SIZE + i * CIM_REGION_SET_SIZE + 16, img->parent_sets[i].count);
+    }
+    (void)cim_path_unlink(img->image_tmp_path); /* a leftover of an earlier crash */
+    hr = cim_file_create_new(img->image_tmp_path, &f);
+    if (hr >= 0) hr = cim_file_pwrite(f, h, size, 0);
+    if (hr >= 0) hr = cim_file_sync(f);
+    cim_file_close(f);
+    free(h);
+    if (hr >= 0) hr = cim_path_rename(img->image_tmp_path, img->image_path);
+    if (hr < 0) {
+        (void)cim_path_unlink(img->image_tmp_path);
+        return hr;
+    }
+    /* The image is committed; a failed directory sync only weakens durability. */
+    (void)cim_dir_sync(img->dir);
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_commit(cim_image *img)
+{
+    cim_region *meta = &img->regions[CIM_RT_METADATA];
+    const uint16_t *up = img->ns.up;
+    uint8_t *upcase = NULL, fs[CIM_FILESYSTEM_SIZE];
+    cim_node **by_id = NULL;
+    uint32_t count = 0, ntables = 0, i;
+    uint64_t upcase_off = 0, ftd_off = 0, fs_off = 0;
+    HRESULT hr = CIMFS_S_OK;
+
+    if (img->ns.nnodes >= UINT32_MAX) return CIMFS_E_INVALIDARG; /* FileIDs are 32-bit */
+    upcase = (uint8_t *)malloc(CIM_UPCASE_TABLE_SIZE);
+    by_id = (cim_node **)calloc(img->ns.nnodes + 1, sizeof *by_id);
+    if (!upcase || !by_id) hr = CIMFS_E_OUTOFMEMORY;
+    if (hr >= 0) {
+        for (i = 0; i < 0x10000; i++) cim_put16(upcase + 2 * i, up[i]);
+        hr = cim_put_object(img, meta, upcase, CIM_UPCASE_TABLE_SIZE, CIM_PAGE, &upcase_off);
+    }
+    g_sort_up = up;
+    if (hr >= 0) hr = assign_ids(img, by_id, &count);
+    if (hr >= 0) hr = write_file_tables(img, by_id, count, &ftd_off, &ntables);
+    if (hr >= 0) {
+        cim_put64(fs, upcase_off);
+        cim_put64(fs + 8, ftd_off);
+        cim_put32(fs + 16, ntables);
+        cim_put32(fs + 20, img->ns.root->id);
+        hr = cim_put_object(img, meta, fs, sizeof fs, 8, &fs_off);
+    }
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_finish(&img->regions[i]);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_write_objid_file(&img->regions[i]);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_publish(&img->regions[i]);
+    if (hr >= 0) hr = write_image_file(img, fs_off);
+    free(upcase);
+    free(by_id);
+    return hr;
+}

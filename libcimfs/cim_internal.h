@@ -1,0 +1,233 @@
+/*
+ * cim_internal.h - the portable writer's data model, shared by its modules:
+ *
+ *   cim_namespace.c  the in-memory tree: file objects (one per File record),
+ *                    names (directory entries) and interned metadata blobs
+ *   cim_region.c     region files being written, object IDs and dedup
+ *   cim_stream.c     stream handles: CimWriteStream / CimCloseStream
+ *   cim_commit.c     serialization of the namespace at CimCommitImage
+ *   cim_load.c       reading an existing image to fork or extend it
+ *   cim_image.c      handles, locking and the API entry points
+ */
+#ifndef CIM_INTERNAL_H
+#define CIM_INTERNAL_H
+
+#include "cimfs.h"
+#include "cim_format.h"
+#include "cim_path.h"
+#include "cim_platform.h"
+#include "cim_sha256.h"
+
+#include <stdlib.h>
+
+/* ---- namespace ----------------------------------------------------------- */
+
+/* An interned SD, EA buffer or reparse buffer; stored once per image. */
+typedef struct cim_blob {
+    struct cim_blob *next;  /* hash chain */
+    uint64_t offset;        /* RegionOffset once written (or inherited from a parent), else 0 */
+    uint32_t hash;
+    uint32_t len;
+    uint8_t kind;           /* CIM_BLOB_*: the on-disk encoding differs per kind */
+    uint8_t data[];
+} cim_blob;
+
+#define CIM_BLOB_SD 0       /* stored u16-counted */
+#define CIM_BLOB_REPARSE 1  /* stored u16-counted */
+#define CIM_BLOB_EA 2       /* stored bare, length in File.EaLength */
+
+/* A Stream as it will be written: RegionOffset and LengthAndType. */
+typedef struct cim_dstream {
+    uint64_t offset;
+    uint64_t len_type;
+} cim_dstream;
+
+/* A named (alternate) data stream of a file object. */
+typedef struct cim_ads {
+    struct cim_ads *next;
+    cim_dstream stream;
+    uint16_t len;
+    WCHAR name[];
+} cim_ads;
+
+struct cim_entry;
+
+/* A file object: becomes one File record; shared by all its hard links. */
+typedef struct cim_node {
+    int64_t times[4];           /* creation, last write, change, last access */
+    cim_dstream data;           /* primary stream (files) */
+    cim_blob *sd, *ea, *reparse;
+    cim_ads *ads;
+    struct cim_entry *children; /* directories: first entry of an unsorted list */
+    struct cim_node *work_next; /* intrusive work lists (deletion, commit queue) */
+    uint32_t nchildren;
+    uint32_t nlink;
+    uint32_t id;                /* FileID, assigned at commit */
+    uint32_t parent_id;
+    uint32_t reparse_tag;
+    uint16_t flags;             /* FileFlags */
+    uint8_t is_dir;
+} cim_node;
+
+/* A name in a directory. */
+typedef struct cim_entry {
+    struct cim_entry *hnext;        /* hash chain */
+    struct cim_entry *next, *prev;  /* siblings */
+    cim_node *dir, *node;
+    uint32_t hash;
+    uint16_t len;
+    WCHAR name[];
+} cim_entry;
+
+typedef struct cim_namespace {
+    const uint16_t *up;         /* upcase table */
+    cim_node *root;
+    cim_entry **buckets;        /* (directory, upcased name) -> entry */
+    size_t nbuckets, nentries;
+    cim_blob **blob_buckets;
+    size_t nblob_buckets, nblobs;
+    size_t nnodes;
+} cim_namespace;
+
+HRESULT cim_ns_init(cim_namespace *ns);
+void cim_ns_free(cim_namespace *ns);
+cim_node *cim_ns_node_new(cim_namespace *ns, int is_dir);
+cim_entry *cim_ns_lookup(const cim_namespace *ns, const cim_node *dir, const WCHAR *name, size_t len);
+/* Adds name -> node in dir (name must not exist); node->nlink is incremented.
+ * cim_ns_entry_new + cim_ns_insert split it so callers can allocate before
+ * changing anything. */
+HRESULT cim_ns_link(cim_namespace *ns, cim_node *dir, const WCHAR *name, size_t len, cim_node *node);
+cim_entry *cim_ns_entry_new(const WCHAR *name, size_t len);
+void cim_ns_insert(cim_namespace *ns, cim_node *dir, cim_entry *e, cim_node *node);
+/* Frees a node that has no names left (or never had one). */
+void cim_ns_free_node(cim_namespace *ns, cim_node *n);
+/* Removes a name; the node goes with its last name, a directory with its whole tree. */
+void cim_ns_unlink(cim_namespace *ns, cim_entry *e);
+/* Interns a metadata blob; *out is shared by every caller with equal bytes. */
+HRESULT cim_ns_intern(cim_namespace *ns, uint8_t kind, const void *data, uint32_t len, cim_blob **out);
+void cim_ns_free_ads(cim_node *node);
+
+/*
+ * Resolves every component but the last of a parsed path.  On success
+ * *parent is the directory that holds (or would hold) the last name, and
+ * *entry its entry or NULL; for the root, *parent is NULL and *entry NULL.
+ * HR(PATH_NOT_FOUND) when an intermediate component is missing or a file.
+ */
+HRESULT cim_ns_resolve(cim_namespace *ns, const cim_path *p, cim_node **parent, cim_entry **entry,
+                       const WCHAR **last, size_t *last_len);
+
+/* ---- regions and object IDs -------------------------------------------- */
+
+typedef struct cim_objid {
+    uint64_t length;
+    uint8_t digest[CIM_DIGEST_SIZE];
+    uint64_t offset;            /* byte offset in the region file */
+} cim_objid;
+
+typedef struct cim_region {
+    cim_file *file;
+    cim_nchar *tmp_path, *final_path;
+    cim_nchar *objid_tmp_path, *objid_final_path;
+    uint64_t end;               /* logical size of the region */
+    uint8_t *buf;               /* write-behind buffer holding [buf_start, end) */
+    size_t buf_len, buf_cap;
+    uint64_t buf_start;
+    uint32_t global_index;
+    uint16_t local_index;
+    uint8_t type;
+    int renamed;                /* final names in place (commit) */
+    cim_objid *ids;
+    size_t nids, ids_cap;
+} cim_region;
+
+/* (length, digest) -> RegionOffset of every object in this image and its parents. */
+typedef struct cim_dedup {
+    cim_objid *slots;           /* offset holds a RegionOffset here; 0 = empty slot */
+    size_t cap, count;
+} cim_dedup;
+
+HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
+                        uint32_t global_index, uint8_t type);
+HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
+HRESULT cim_region_zeros(cim_region *r, uint64_t n);
+HRESULT cim_region_align(cim_region *r, uint64_t alignment);
+void cim_region_rewind(cim_region *r, uint64_t to);
+/* Flush, pad (data regions to a page multiple), truncate, sync, close. */
+HRESULT cim_region_finish(cim_region *r);
+HRESULT cim_region_write_objid_file(cim_region *r);
+/* Moves the region and objectid files to their final names. */
+HRESULT cim_region_publish(cim_region *r);
+/* Closes and deletes whatever this region put on disk. */
+void cim_region_discard(cim_region *r);
+HRESULT cim_region_add_objid(cim_region *r, uint64_t length, const uint8_t *digest, uint64_t offset);
+
+HRESULT cim_dedup_init(cim_dedup *d);
+void cim_dedup_free(cim_dedup *d);
+uint64_t cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest);
+HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset);
+
+/* ---- the image ------------------------------------------------------------ */
+
+enum cim_image_state { CIM_STATE_OPEN, CIM_STATE_COMMITTED, CIM_STATE_FAILED };
+
+typedef struct cim_stream_state {
+    int open;
+    uintptr_t token;
+    cim_node *node;
+    cim_ads *ads;               /* target alternate stream, or NULL for the primary */
+    int is_dir;
+    int sparse_ok;              /* SPARSE_FILE attribute: never written => sparse */
+    uint64_t capacity, written;
+    cim_region *region;
+    uint64_t pre_align;         /* region end before this stream's alignment padding */
+    uint64_t start;             /* byte offset of the data in the region */
+    cim_sha256_ctx sha;
+} cim_stream_state;
+
+typedef struct cim_region_set {
+    uint8_t guid[16];
+    uint16_t count;
+} cim_region_set;
+
+typedef struct cim_image {
+    cim_mutex *mutex;
+    uint32_t refs;              /* guarded by the global lock */
+    int user_closed;            /* CimCloseImage was called */
+    enum cim_image_state state;
+    uintptr_t token;
+    cim_nchar *dir;
+    cim_nchar *image_path;      /* final .cim path */
+    cim_nchar *image_tmp_path;
+    cim_dir_lock *lock;
+    uint8_t guid[16];
+    char guid_text[40];
+    cim_namespace ns;
+    cim_region regions[CIM_REGIONS_PER_SET];
+    int regions_open;
+    cim_region_set *parent_sets;
+    uint16_t nparent_sets;
+    uint32_t parent_region_count;
+    cim_dedup dedup;
+    cim_stream_state stream;
+    HRESULT io_error;           /* first I/O failure while streaming; commit reports it */
+} cim_image;
+
+/* cim_stream.c */
+HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t capacity, int sparse_ok);
+HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n);
+/* Finishes the open stream (zero fill, dedup) and stores it in its node/ADS. */
+HRESULT cim_stream_finish(cim_image *img);
+uint64_t cim_empty_stream_offset(const cim_image *img);
+
+/* cim_commit.c */
+HRESULT cim_commit(cim_image *img);
+/* Writes one object (deduplicated) and returns its RegionOffset. */
+HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, uint64_t alignment,
+                       uint64_t *out);
+
+/* cim_load.c: fills img->ns, parent sets and dedup from the committed image `name`. */
+HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path);
+
+void cim_guid_text(const uint8_t guid[16], char out[40]);
+
+#endif

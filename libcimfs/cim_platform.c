@@ -1,0 +1,711 @@
+/* cim_platform.c - POSIX and Windows implementations of cim_platform.h. */
+#if !defined(_WIN32) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1 /* pread/pwrite/fsync/flock/ftruncate prototypes */
+#endif
+
+#include "cim_platform.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <bcrypt.h>
+#else
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#endif
+
+/* ---- fault injection ----------------------------------------------------- */
+
+static struct {
+    uint32_t ops;
+    uint32_t remaining;
+    HRESULT hr;
+    int crash;
+    int armed;
+    int crashed;
+    uint32_t counts[6];
+} g_fault;
+
+void CimfsTestInjectFault(uint32_t ops, uint32_t after, HRESULT hr, int crash)
+{
+    memset(&g_fault, 0, sizeof g_fault);
+    g_fault.ops = ops;
+    g_fault.remaining = after;
+    g_fault.hr = hr < 0 ? hr : CIMFS_E_FAIL;
+    g_fault.crash = crash;
+    g_fault.armed = 1;
+}
+
+void CimfsTestClearFault(void) { memset(&g_fault, 0, sizeof g_fault); }
+
+uint32_t CimfsTestFaultCount(uint32_t ops)
+{
+    uint32_t n = 0;
+    for (int i = 0; i < 6; i++)
+        if (ops & (1u << i)) n += g_fault.counts[i];
+    return n;
+}
+
+/* Returns the injected error for this operation, or S_OK to proceed. */
+static HRESULT fault_check(uint32_t op)
+{
+    if (g_fault.crashed) return g_fault.hr;
+    for (int i = 0; i < 6; i++)
+        if (op & (1u << i)) g_fault.counts[i]++;
+    if (!g_fault.armed || !(g_fault.ops & op)) return CIMFS_S_OK;
+    if (g_fault.remaining > 0) {
+        g_fault.remaining--;
+        return CIMFS_S_OK;
+    }
+    g_fault.armed = 0;
+    if (g_fault.crash) g_fault.crashed = 1;
+    return g_fault.hr;
+}
+
+/* Cleanup operations (unlink, close) only fail after a simulated crash. */
+static int crashed(void) { return g_fault.crashed; }
+
+/* ======================================================================== */
+#ifndef _WIN32
+
+struct cim_file {
+    int fd;
+};
+
+static HRESULT hr_from_errno(int e)
+{
+    switch (e) {
+    case ENOENT: return CIMFS_HR_PATH_NOT_FOUND;
+    case ENOTDIR: return CIMFS_HR_PATH_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS: return CIMFS_E_ACCESSDENIED;
+    case EEXIST: return CIMFS_HR_FILE_EXISTS;
+    case ENOSPC:
+#ifdef EDQUOT
+    case EDQUOT:
+#endif
+        return CIMFS_HR_DISK_FULL;
+    case ENOMEM: return CIMFS_E_OUTOFMEMORY;
+    case ENAMETOOLONG: return CIMFS_HR_FILENAME_EXCED_RANGE;
+    case EWOULDBLOCK: return CIMFS_HR_SHARING_VIOLATION;
+    default: return CIMFS_E_FAIL;
+    }
+}
+
+HRESULT cim_native_from_utf16(PCWSTR s, size_t max_units, cim_nchar **out)
+{
+    size_t n = 0, cap, o = 0;
+    char *buf;
+    *out = NULL;
+    while (n <= max_units && s[n]) n++;
+    if (n == 0 || n > max_units) return CIMFS_E_INVALIDARG;
+    cap = n * 3 + 1;
+    buf = (char *)malloc(cap);
+    if (!buf) return CIMFS_E_OUTOFMEMORY;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = s[i];
+        if (c >= 0xD800 && c <= 0xDBFF) {
+            if (i + 1 >= n || s[i + 1] < 0xDC00 || s[i + 1] > 0xDFFF) goto bad;
+            c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
+            i++;
+        } else if (c >= 0xDC00 && c <= 0xDFFF) {
+            goto bad;
+        }
+        if (c < 0x80) {
+            buf[o++] = (char)c;
+        } else if (c < 0x800) {
+            buf[o++] = (char)(0xC0 | (c >> 6));
+            buf[o++] = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            buf[o++] = (char)(0xE0 | (c >> 12));
+            buf[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            buf[o++] = (char)(0x80 | (c & 0x3F));
+        } else {
+            buf[o++] = (char)(0xF0 | (c >> 18));
+            buf[o++] = (char)(0x80 | ((c >> 12) & 0x3F));
+            buf[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            buf[o++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    buf[o] = 0;
+    *out = buf;
+    return CIMFS_S_OK;
+bad:
+    free(buf);
+    return CIMFS_E_INVALIDARG;
+}
+
+cim_nchar *cim_native_join_native(const cim_nchar *dir, const cim_nchar *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = (char *)malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+cim_nchar *cim_native_join(const cim_nchar *dir, const char *name)
+{
+    return cim_native_join_native(dir, name);
+}
+
+int cim_native_equal(const cim_nchar *a, const cim_nchar *b) { return strcmp(a, b) == 0; }
+
+HRESULT cim_file_create_new(const cim_nchar *path, cim_file **out)
+{
+    HRESULT hr = fault_check(CIM_FAULT_CREATE);
+    cim_file *f;
+    int fd;
+    *out = NULL;
+    if (hr < 0) return hr;
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return hr_from_errno(errno);
+    f = (cim_file *)malloc(sizeof *f);
+    if (!f) {
+        close(fd);
+        unlink(path);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    f->fd = fd;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
+{
+    cim_file *f;
+    int fd;
+    struct stat st;
+    *out = NULL;
+    if (crashed()) return g_fault.hr;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? CIMFS_HR_FILE_NOT_FOUND : hr_from_errno(errno);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return CIMFS_HR_FILE_NOT_FOUND;
+    }
+    f = (cim_file *)malloc(sizeof *f);
+    if (!f) {
+        close(fd);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    f->fd = fd;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_pwrite(cim_file *f, const void *buf, size_t len, uint64_t offset)
+{
+    const char *p = (const char *)buf;
+    HRESULT hr = fault_check(CIM_FAULT_WRITE | CIM_FAULT_SHORT_WRITE);
+    if (hr < 0) {
+        /* A short write stores a prefix before failing, like a disk filling up. */
+        if (!g_fault.crashed && (g_fault.ops & CIM_FAULT_SHORT_WRITE) && len > 1)
+            (void)!pwrite(f->fd, p, len / 2, (off_t)offset);
+        return hr;
+    }
+    while (len > 0) {
+        ssize_t n = pwrite(f->fd, p, len, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return hr_from_errno(errno);
+        }
+        if (n == 0) return CIMFS_HR_DISK_FULL;
+        p += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_pread(cim_file *f, void *buf, size_t len, uint64_t offset)
+{
+    char *p = (char *)buf;
+    if (crashed()) return g_fault.hr;
+    while (len > 0) {
+        ssize_t n = pread(f->fd, p, len, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return hr_from_errno(errno);
+        }
+        if (n == 0) return CIMFS_HR_FILE_CORRUPT; /* short file */
+        p += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_size(cim_file *f, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) return hr_from_errno(errno);
+    *size = (uint64_t)st.st_size;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_truncate(cim_file *f, uint64_t size)
+{
+    HRESULT hr = fault_check(CIM_FAULT_TRUNCATE);
+    if (hr < 0) return hr;
+    if (ftruncate(f->fd, (off_t)size) != 0) return hr_from_errno(errno);
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_sync(cim_file *f)
+{
+    HRESULT hr = fault_check(CIM_FAULT_SYNC);
+    if (hr < 0) return hr;
+#if defined(__APPLE__) && defined(F_FULLFSYNC)
+    if (fcntl(f->fd, F_FULLFSYNC) == 0) return CIMFS_S_OK;
+#endif
+    if (fsync(f->fd) != 0) return hr_from_errno(errno);
+    return CIMFS_S_OK;
+}
+
+void cim_file_close(cim_file *f)
+{
+    if (!f) return;
+    close(f->fd);
+    free(f);
+}
+
+HRESULT cim_path_rename(const cim_nchar *from, const cim_nchar *to)
+{
+    HRESULT hr = fault_check(CIM_FAULT_RENAME);
+    if (hr < 0) return hr;
+    if (rename(from, to) != 0) return hr_from_errno(errno);
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_path_unlink(const cim_nchar *path)
+{
+    if (crashed()) return g_fault.hr;
+    if (unlink(path) != 0 && errno != ENOENT) return hr_from_errno(errno);
+    return CIMFS_S_OK;
+}
+
+int cim_path_file_exists(const cim_nchar *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) return 1;
+    if (errno == ENOENT || errno == ENOTDIR) return 0;
+    return hr_from_errno(errno);
+}
+
+HRESULT cim_path_check_directory(const cim_nchar *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return hr_from_errno(errno);
+    if (!S_ISDIR(st.st_mode)) return CIMFS_HR_PATH_NOT_FOUND;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_dir_sync(const cim_nchar *dir)
+{
+    HRESULT hr = fault_check(CIM_FAULT_SYNC);
+    int fd;
+    if (hr < 0) return hr;
+    fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return hr_from_errno(errno);
+    /* Some file systems refuse fsync on directories (EINVAL); the rename is
+     * still ordered after the file syncs, which is what atomicity needs. */
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EBADF) {
+        int e = errno;
+        close(fd);
+        return hr_from_errno(e);
+    }
+    close(fd);
+    return CIMFS_S_OK;
+}
+
+struct cim_dir_lock {
+    int fd;
+};
+
+HRESULT cim_dir_lock_acquire(const cim_nchar *dir, cim_dir_lock **out)
+{
+    cim_dir_lock *l;
+    int fd;
+    *out = NULL;
+    fd = open(dir, O_RDONLY | O_CLOEXEC
+#ifdef O_DIRECTORY
+                       | O_DIRECTORY
+#endif
+    );
+    if (fd < 0) return hr_from_errno(errno);
+    /* flock locks belong to the open file description, so a second open of
+     * the directory conflicts within one process as well as across them. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? CIMFS_HR_SHARING_VIOLATION : hr_from_errno(e);
+    }
+    l = (cim_dir_lock *)malloc(sizeof *l);
+    if (!l) {
+        close(fd);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    l->fd = fd;
+    *out = l;
+    return CIMFS_S_OK;
+}
+
+void cim_dir_lock_release(cim_dir_lock *l)
+{
+    if (!l) return;
+    flock(l->fd, LOCK_UN);
+    close(l->fd);
+    free(l);
+}
+
+HRESULT cim_random_bytes(void *buf, size_t len)
+{
+    unsigned char *p = (unsigned char *)buf;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return hr_from_errno(errno);
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            close(fd);
+            return CIMFS_E_FAIL;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    close(fd);
+    return CIMFS_S_OK;
+}
+
+struct cim_mutex {
+    pthread_mutex_t m;
+};
+
+cim_mutex *cim_mutex_new(void)
+{
+    cim_mutex *m = (cim_mutex *)malloc(sizeof *m);
+    if (m && pthread_mutex_init(&m->m, NULL) != 0) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+void cim_mutex_free(cim_mutex *m)
+{
+    if (!m) return;
+    pthread_mutex_destroy(&m->m);
+    free(m);
+}
+
+void cim_mutex_lock(cim_mutex *m) { pthread_mutex_lock(&m->m); }
+void cim_mutex_unlock(cim_mutex *m) { pthread_mutex_unlock(&m->m); }
+
+static pthread_mutex_t g_global = PTHREAD_MUTEX_INITIALIZER;
+void cim_global_lock(void) { pthread_mutex_lock(&g_global); }
+void cim_global_unlock(void) { pthread_mutex_unlock(&g_global); }
+
+/* ======================================================================== */
+#else /* _WIN32 */
+
+struct cim_file {
+    HANDLE h;
+};
+
+static HRESULT hr_from_win32(DWORD e)
+{
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+    case ERROR_DIRECTORY: return CIMFS_HR_PATH_NOT_FOUND;
+    case ERROR_ACCESS_DENIED: return CIMFS_E_ACCESSDENIED;
+    case ERROR_FILE_EXISTS:
+    case ERROR_ALREADY_EXISTS: return CIMFS_HR_FILE_EXISTS;
+    case ERROR_DISK_FULL:
+    case ERROR_HANDLE_DISK_FULL: return CIMFS_HR_DISK_FULL;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY: return CIMFS_E_OUTOFMEMORY;
+    case ERROR_SHARING_VIOLATION: return CIMFS_HR_SHARING_VIOLATION;
+    default: return e ? CIMFS_HRESULT_FROM_WIN32(e) : CIMFS_E_FAIL;
+    }
+}
+
+HRESULT cim_native_from_utf16(PCWSTR s, size_t max_units, cim_nchar **out)
+{
+    size_t n = 0;
+    wchar_t *buf;
+    *out = NULL;
+    while (n <= max_units && s[n]) n++;
+    if (n == 0 || n > max_units) return CIMFS_E_INVALIDARG;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] >= 0xD800 && s[i] <= 0xDBFF) {
+            if (i + 1 >= n || s[i + 1] < 0xDC00 || s[i + 1] > 0xDFFF) return CIMFS_E_INVALIDARG;
+            i++;
+        } else if (s[i] >= 0xDC00 && s[i] <= 0xDFFF) {
+            return CIMFS_E_INVALIDARG;
+        }
+    }
+    buf = (wchar_t *)malloc((n + 1) * sizeof(wchar_t));
+    if (!buf) return CIMFS_E_OUTOFMEMORY;
+    memcpy(buf, s, n * sizeof(wchar_t));
+    buf[n] = 0;
+    *out = buf;
+    return CIMFS_S_OK;
+}
+
+cim_nchar *cim_native_join_native(const cim_nchar *dir, const cim_nchar *name)
+{
+    size_t a = wcslen(dir), b = wcslen(name);
+    wchar_t *p = (wchar_t *)malloc((a + b + 2) * sizeof(wchar_t));
+    if (!p) return NULL;
+    memcpy(p, dir, a * sizeof(wchar_t));
+    p[a] = L'\\';
+    memcpy(p + a + 1, name, (b + 1) * sizeof(wchar_t));
+    return p;
+}
+
+cim_nchar *cim_native_join(const cim_nchar *dir, const char *name)
+{
+    size_t b = strlen(name);
+    wchar_t *w = (wchar_t *)malloc((b + 1) * sizeof(wchar_t)), *r;
+    if (!w) return NULL;
+    for (size_t i = 0; i <= b; i++) w[i] = (unsigned char)name[i];
+    r = cim_native_join_native(dir, w);
+    free(w);
+    return r;
+}
+
+int cim_native_equal(const cim_nchar *a, const cim_nchar *b) { return wcscmp(a, b) == 0; }
+
+HRESULT cim_file_create_new(const cim_nchar *path, cim_file **out)
+{
+    HRESULT hr = fault_check(CIM_FAULT_CREATE);
+    HANDLE h;
+    cim_file *f;
+    *out = NULL;
+    if (hr < 0) return hr;
+    h = CreateFileW(path, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL,
+                    CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (h == INVALID_HANDLE_VALUE) return hr_from_win32(GetLastError());
+    f = (cim_file *)malloc(sizeof *f);
+    if (!f) {
+        CloseHandle(h);
+        DeleteFileW(path);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    f->h = h;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
+{
+    HANDLE h;
+    cim_file *f;
+    *out = NULL;
+    if (crashed()) return g_fault.hr;
+    h = CreateFileW(path, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                    FILE_ATTRIBUTE_NORMAL, NULL);
+    if (h == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        return e == ERROR_FILE_NOT_FOUND ? CIMFS_HR_FILE_NOT_FOUND : hr_from_win32(e);
+    }
+    f = (cim_file *)malloc(sizeof *f);
+    if (!f) {
+        CloseHandle(h);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    f->h = h;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+static HRESULT win_io(cim_file *f, void *buf, size_t len, uint64_t offset, int write)
+{
+    char *p = (char *)buf;
+    while (len > 0) {
+        DWORD chunk = len > 0x40000000u ? 0x40000000u : (DWORD)len, done = 0;
+        OVERLAPPED ov;
+        BOOL ok;
+        memset(&ov, 0, sizeof ov);
+        ov.Offset = (DWORD)offset;
+        ov.OffsetHigh = (DWORD)(offset >> 32);
+        ok = write ? WriteFile(f->h, p, chunk, &done, &ov) : ReadFile(f->h, p, chunk, &done, &ov);
+        if (!ok) {
+            DWORD e = GetLastError();
+            return (!write && e == ERROR_HANDLE_EOF) ? CIMFS_HR_FILE_CORRUPT : hr_from_win32(e);
+        }
+        if (done == 0) return write ? CIMFS_HR_DISK_FULL : CIMFS_HR_FILE_CORRUPT;
+        p += done;
+        len -= done;
+        offset += done;
+    }
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_pwrite(cim_file *f, const void *buf, size_t len, uint64_t offset)
+{
+    HRESULT hr = fault_check(CIM_FAULT_WRITE | CIM_FAULT_SHORT_WRITE);
+    if (hr < 0) {
+        if (!g_fault.crashed && (g_fault.ops & CIM_FAULT_SHORT_WRITE) && len > 1)
+            (void)win_io(f, (void *)buf, len / 2, offset, 1);
+        return hr;
+    }
+    return win_io(f, (void *)buf, len, offset, 1);
+}
+
+HRESULT cim_file_pread(cim_file *f, void *buf, size_t len, uint64_t offset)
+{
+    if (crashed()) return g_fault.hr;
+    return win_io(f, buf, len, offset, 0);
+}
+
+HRESULT cim_file_size(cim_file *f, uint64_t *size)
+{
+    LARGE_INTEGER sz;
+    if (!GetFileSizeEx(f->h, &sz)) return hr_from_win32(GetLastError());
+    *size = (uint64_t)sz.QuadPart;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_truncate(cim_file *f, uint64_t size)
+{
+    FILE_END_OF_FILE_INFO info;
+    HRESULT hr = fault_check(CIM_FAULT_TRUNCATE);
+    if (hr < 0) return hr;
+    info.EndOfFile.QuadPart = (LONGLONG)size;
+    if (!SetFileInformationByHandle(f->h, FileEndOfFileInfo, &info, sizeof info))
+        return hr_from_win32(GetLastError());
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_file_sync(cim_file *f)
+{
+    HRESULT hr = fault_check(CIM_FAULT_SYNC);
+    if (hr < 0) return hr;
+    if (!FlushFileBuffers(f->h)) return hr_from_win32(GetLastError());
+    return CIMFS_S_OK;
+}
+
+void cim_file_close(cim_file *f)
+{
+    if (!f) return;
+    CloseHandle(f->h);
+    free(f);
+}
+
+HRESULT cim_path_rename(const cim_nchar *from, const cim_nchar *to)
+{
+    HRESULT hr = fault_check(CIM_FAULT_RENAME);
+    if (hr < 0) return hr;
+    if (!MoveFileExW(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH))
+        return hr_from_win32(GetLastError());
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_path_unlink(const cim_nchar *path)
+{
+    if (crashed()) return g_fault.hr;
+    if (!DeleteFileW(path)) {
+        DWORD e = GetLastError();
+        if (e != ERROR_FILE_NOT_FOUND && e != ERROR_PATH_NOT_FOUND) return hr_from_win32(e);
+    }
+    return CIMFS_S_OK;
+}
+
+int cim_path_file_exists(const cim_nchar *path)
+{
+    DWORD a = GetFileAttributesW(path);
+    if (a != INVALID_FILE_ATTRIBUTES) return 1;
+    {
+        DWORD e = GetLastError();
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) return 0;
+        return hr_from_win32(e);
+    }
+}
+
+HRESULT cim_path_check_directory(const cim_nchar *path)
+{
+    DWORD a = GetFileAttributesW(path);
+    if (a == INVALID_FILE_ATTRIBUTES) return hr_from_win32(GetLastError());
+    if (!(a & FILE_ATTRIBUTE_DIRECTORY)) return CIMFS_HR_PATH_NOT_FOUND;
+    return CIMFS_S_OK;
+}
+
+/* NTFS orders metadata operations itself; MOVEFILE_WRITE_THROUGH covers the rename. */
+HRESULT cim_dir_sync(const cim_nchar *dir)
+{
+    (void)dir;
+    return fault_check(CIM_FAULT_SYNC);
+}
+
+struct cim_dir_lock {
+    HANDLE h;
+};
+
+HRESULT cim_dir_lock_acquire(const cim_nchar *dir, cim_dir_lock **out)
+{
+    /* Like cimfs.dll: open the directory with write-data access while denying
+     * shared write, so a second writer's open fails with a sharing violation. */
+    HANDLE h = CreateFileW(dir, FILE_LIST_DIRECTORY | FILE_ADD_FILE, FILE_SHARE_READ | FILE_SHARE_DELETE,
+                           NULL, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    cim_dir_lock *l;
+    *out = NULL;
+    if (h == INVALID_HANDLE_VALUE) return hr_from_win32(GetLastError());
+    l = (cim_dir_lock *)malloc(sizeof *l);
+    if (!l) {
+        CloseHandle(h);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    l->h = h;
+    *out = l;
+    return CIMFS_S_OK;
+}
+
+void cim_dir_lock_release(cim_dir_lock *l)
+{
+    if (!l) return;
+    CloseHandle(l->h);
+    free(l);
+}
+
+HRESULT cim_random_bytes(void *buf, size_t len)
+{
+    if (BCryptGenRandom(NULL, (PUCHAR)buf, (ULONG)len, BCRYPT_USE_SYSTEM_PREFERRED_RNG) != 0)
+        return CIMFS_E_FAIL;
+    return CIMFS_S_OK;
+}
+
+struct cim_mutex {
+    SRWLOCK l;
+};
+
+cim_mutex *cim_mutex_new(void)
+{
+    cim_mutex *m = (cim_mutex *)malloc(sizeof *m);
+    if (m) InitializeSRWLock(&m->l);
+    return m;
+}
+
+void cim_mutex_free(cim_mutex *m) { free(m); }
+void cim_mutex_lock(cim_mutex *m) { AcquireSRWLockExclusive(&m->l); }
+void cim_mutex_unlock(cim_mutex *m) { ReleaseSRWLockExclusive(&m->l); }
+
+static SRWLOCK g_global = SRWLOCK_INIT;
+void cim_global_lock(void) { AcquireSRWLockExclusive(&g_global); }
+void cim_global_unlock(void) { ReleaseSRWLockExclusive(&g_global); }
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * cim_platform.h - the operating-system seam of the portable writer.
+ *
+ * Every file-system call the writer makes goes through here, so that
+ *   - POSIX and Windows differences live in one file (cim_platform.c), and
+ *   - tests can inject failures (short writes, ENOSPC, a crash) into exactly
+ *     the operation they want, the way SQLite's test VFS does.
+ * Native paths are UTF-8 on POSIX and UTF-16 (wchar_t) on Windows.
+ */
+#ifndef CIM_PLATFORM_H
+#define CIM_PLATFORM_H
+
+#include "cimfs.h"
+
+#ifdef _WIN32
+typedef wchar_t cim_nchar;
+#else
+typedef char cim_nchar;
+#endif
+
+/* ---- native path strings ------------------------------------------------ */
+
+/* Converts a NUL-terminated UTF-16 string to a newly allocated native string.
+ * Returns E_INVALIDARG for unpaired surrogates or an empty string, E_OUTOFMEMORY. */
+HRESULT cim_native_from_utf16(PCWSTR s, size_t max_units, cim_nchar **out);
+/* dir + separator + name (name is ASCII), newly allocated; NULL on OOM. */
+cim_nchar *cim_native_join(const cim_nchar *dir, const char *name);
+/* dir + separator + native name, newly allocated; NULL on OOM. */
+cim_nchar *cim_native_join_native(const cim_nchar *dir, const cim_nchar *name);
+int cim_native_equal(const cim_nchar *a, const cim_nchar *b);
+
+/* ---- files --------------------------------------------------------------- */
+
+typedef struct cim_file cim_file;
+
+HRESULT cim_file_create_new(const cim_nchar *path, cim_file **out);  /* exclusive create, read/write */
+HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out);
+HRESULT cim_file_pwrite(cim_file *f, const void *buf, size_t len, uint64_t offset);
+HRESULT cim_file_pread(cim_file *f, void *buf, size_t len, uint64_t offset); /* exact or error */
+HRESULT cim_file_size(cim_file *f, uint64_t *size);
+HRESULT cim_file_truncate(cim_file *f, uint64_t size);
+HRESULT cim_file_sync(cim_file *f);
+void cim_file_close(cim_file *f);
+
+HRESULT cim_path_rename(const cim_nchar *from, const cim_nchar *to); /* replaces `to` */
+HRESULT cim_path_unlink(const cim_nchar *path);
+/* 1 regular file exists, 0 missing, <0 HRESULT error. */
+int cim_path_file_exists(const cim_nchar *path);
+/* S_OK directory; HR(PATH_NOT_FOUND) missing or not a directory; other errors. */
+HRESULT cim_path_check_directory(const cim_nchar *path);
+HRESULT cim_dir_sync(const cim_nchar *dir);
+
+/* An exclusive, non-blocking lock on a directory, shared by processes and
+ * threads: HR(SHARING_VIOLATION) when someone else holds it. */
+typedef struct cim_dir_lock cim_dir_lock;
+HRESULT cim_dir_lock_acquire(const cim_nchar *dir, cim_dir_lock **out);
+void cim_dir_lock_release(cim_dir_lock *lock);
+
+/* ---- misc ---------------------------------------------------------------- */
+
+HRESULT cim_random_bytes(void *buf, size_t len);
+
+typedef struct cim_mutex cim_mutex;
+cim_mutex *cim_mutex_new(void);
+void cim_mutex_free(cim_mutex *m);
+void cim_mutex_lock(cim_mutex *m);
+void cim_mutex_unlock(cim_mutex *m);
+/* A process-wide mutex, initialised on first use (thread-safe). */
+void cim_global_lock(void);
+void cim_global_unlock(void);
+
+/* ---- fault injection (tests only) --------------------------------------- */
+
+/* Operations that can be made to fail; bits for CimfsTestInjectFault. */
+#define CIM_FAULT_CREATE   0x01u
+#define CIM_FAULT_WRITE    0x02u
+#define CIM_FAULT_SYNC     0x04u
+#define CIM_FAULT_RENAME   0x08u
+#define CIM_FAULT_TRUNCATE 0x10u
+#define CIM_FAULT_SHORT_WRITE 0x20u /* a write stores only half its bytes, then fails */
+
+/*
+ * Arm a fault: the (after+1)-th call of any operation in `ops` fails with
+ * `hr`.  With `crash` set, every later file-system operation fails as well,
+ * cleanup included, as if the process had died at that point.  Global and
+ * not thread-safe: for single-threaded tests.
+ */
+void CimfsTestInjectFault(uint32_t ops, uint32_t after, HRESULT hr, int crash);
+void CimfsTestClearFault(void);
+/* Number of operations in `ops` performed since the last arm/clear. */
+uint32_t CimfsTestFaultCount(uint32_t ops);
+
+#endif /* CIM_PLATFORM_H */

@@ -1,0 +1,26 @@
+/*
+ * cim_portable.h - the portable backend's entry points.  cim_backend.c maps
+ * the public cimfs.h names onto these (or onto cimfs.dll on Windows).
+ */
+#ifndef CIM_PORTABLE_H
+#define CIM_PORTABLE_H
+
+#include "cimfs.h"
+
+HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWSTR existing_name,
+                                  PCWSTR new_name, CIMFS_IMAGE_HANDLE *out);
+HRESULT cim_portable_commit_image(CIMFS_IMAGE_HANDLE h);
+void cim_portable_close_image(CIMFS_IMAGE_HANDLE h);
+HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_FILE_METADATA *md,
+                                 CIMFS_STREAM_HANDLE *out);
+HRESULT cim_portable_write_stream(CIMFS_STREAM_HANDLE s, const void *buf, UINT32 n);
+void cim_portable_close_stream(CIMFS_STREAM_HANDLE s);
+HRESULT cim_portable_create_alternate_stream(CIMFS_IMAGE_HANDLE h, PCWSTR path, UINT64 size,
+                                             CIMFS_STREAM_HANDLE *out);
+HRESULT cim_portable_create_hard_link(CIMFS_IMAGE_HANDLE h, PCWSTR path, PCWSTR existing);
+HRESULT cim_portable_delete_path(CIMFS_IMAGE_HANDLE h, PCWSTR path);
+
+/* 1 when `handle` has the shape of a portable handle (live or stale). */
+int cim_portable_handle_shape(const void *handle);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * cim_region.c - region files being written, their object-ID files, and the
+ * dedup index.
+ *
+ * A region is written under a temporary name through a write-behind buffer;
+ * the open stream always sits at the region's tail, so dropping a stream that
+ * turned out to be a duplicate is just moving the end back (rewind).
+ */
+#include "cim_internal.h"
+
+#include <stdio.h>
+
+#define CIM_REGION_BUFFER (1u << 20)
+
+static const uint8_t g_zeros[CIM_PAGE];
+
+void cim_guid_text(const uint8_t g[16], char out[40])
+{
+    snprintf(out, 40, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", (unsigned)cim_get32(g),
+             (unsigned)cim_get16(g + 4), (unsigned)cim_get16(g + 6), g[8], g[9], g[10], g[11], g[12], g[13],
+             g[14], g[15]);
+}
+
+HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
+                        uint32_t global_index, uint8_t type)
+{
+    char name[96];
+    uint8_t hdr[CIM_REGION_HEADER_SIZE];
+    HRESULT hr;
+    memset(r, 0, sizeof *r);
+    r->local_index = local_index;
+    r->global_index = global_index;
+    r->type = type;
+    snprintf(name, sizeof name, "region_%s_%u", guid_text, (unsigned)local_index);
+    r->final_path = cim_native_join(dir, name);
+    snprintf(name, sizeof name, ".cimfs-tmp.region_%s_%u", guid_text, (unsigned)local_index);
+    r->tmp_path = cim_native_join(dir, name);
+    snprintf(name, sizeof name, "objectid_%s_%u", guid_text, (unsigned)local_index);
+    r->objid_final_path = cim_native_join(dir, name);
+    snprintf(name, sizeof name, ".cimfs-tmp.objectid_%s_%u", guid_text, (unsigned)local_index);
+    r->objid_tmp_path = cim_native_join(dir, name);
+    r->buf_cap = CIM_REGION_BUFFER;
+    r->buf = (uint8_t *)malloc(r->buf_cap);
+    if (!r->final_path || !r->tmp_path || !r->objid_final_path || !r->objid_tmp_path || !r->buf)
+        return CIMFS_E_OUTOFMEMORY;
+    hr = cim_file_create_new(r->tmp_path, &r->file);
+    if (hr < 0) return hr;
+    cim_put_common_header(hdr, CIM_REGION_HEADER_SIZE, CIM_FT_REGION);
+    cim_put16(hdr + 32, local_index);
+    hdr[34] = type;
+    hdr[35] = 0;
+    cim_put32(hdr + 36, 0);
+    return cim_region_write(r, hdr, sizeof hdr);
+}
+
+static HRESULT flush(cim_region *r)
+{
+    HRESULT hr;
+    if (r->buf_len == 0) return CIMFS_S_OK;
+    hr = cim_file_pwrite(r->file, r->buf, r->buf_len, r->buf_start);
+    if (hr < 0) return hr;
+    r->buf_start += r->buf_len;
+    r->buf_len = 0;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
+{
+    const uint8_t *src = (const uint8_t *)p;
+    HRESULT hr;
+    if (r->end + n > CIM_OFFSET_MASK) return CIMFS_HR_DISK_FULL; /* a region holds 2^48 bytes */
+    if (r->buf_len + n > r->buf_cap) {
+        hr = flush(r);
+        if (hr < 0) return hr;
+        if (n >= r->buf_cap) { /* large writes bypass the buffer */
+            hr = cim_file_pwrite(r->file, src, n, r->buf_start);
+            if (hr < 0) return hr;
+            r->buf_start += n;
+            r->end += n;
+            return CIMFS_S_OK;
+        }
+    }
+    memcpy(r->buf + r->buf_len, src, n);
+    r->buf_len += n;
+    r->end += n;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_region_zeros(cim_region *r, uint64_t n)
+{
+    while (n > 0) {
+        size_t k = n > sizeof g_zeros ? sizeof g_zeros : (size_t)n;
+        HRESULT hr = cim_region_write(r, g_zeros, k);
+        if (hr < 0) return hr;
+        n -= k;
+    }
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_region_align(cim_region *r, uint64_t alignment)
+{
+    uint64_t pad = (alignment - (r->end % alignment)) % alignment;
+    return cim_region_zeros(r, pad);
+}
+
+void cim_region_rewind(cim_region *r, uint64_t to)
+{
+    if (to >= r->buf_start) {
+        r->buf_len = (size_t)(to - r->buf_start);
+    } else {
+        /* Bytes already on disk past `to` are overwritten later or cut off by
+         * the truncate in cim_region_finish. */
+        r->buf_start = to;
+        r->buf_len = 0;
+    }
+    r->end = to;
+}
+
+HRESULT cim_region_finish(cim_region *r)
+{
+    HRESULT hr;
+    if (r->type == CIM_RT_DATA) {
+        hr = cim_region_align(r, CIM_PAGE);
+        if (hr < 0) return hr;
+    }
+    hr = flush(r);
+    if (hr < 0) return hr;
+    hr = cim_file_truncate(r->file, r->end);
+    if (hr < 0) return hr;
+    hr = cim_file_sync(r->file);
+    if (hr < 0) return hr;
+    cim_file_close(r->file);
+    r->file = NULL;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_region_add_objid(cim_region *r, uint64_t length, const uint8_t *digest, uint64_t offset)
+{
+    if (r->nids == r->ids_cap) {
+        size_t cap = r->ids_cap ? r->ids_cap * 2 : 256;
+        cim_objid *ids = (cim_objid *)realloc(r->ids, cap * sizeof *ids);
+        if (!ids) return CIMFS_E_OUTOFMEMORY;
+        r->ids = ids;
+        r->ids_cap = cap;
+    }
+    r->ids[r->nids].length = length;
+    memcpy(r->ids[r->nids].digest, digest, CIM_DIGEST_SIZE);
+    r->ids[r->nids].offset = offset;
+    r->nids++;
+    return CIMFS_S_OK;
+}
+
+static int objid_cmp(const void *a, const void *b)
+{
+    const cim_objid *x = (const cim_objid *)a, *y = (const cim_objid *)b;
+    if (x->length != y->length) return x->length < y->length ? -1 : 1;
+    return memcmp(x->digest, y->digest, CIM_DIGEST_SIZE);
+}
+
+HRESULT cim_region_write_objid_file(cim_region *r)
+{
+    uint8_t hdr[CIM_OBJID_HEADER_SIZE], ent[CIM_OBJID_ENTRY_SIZE];
+    cim_region w; /* a tiny writer reusing the region buffer logic */
+    HRESULT hr;
+    size_t i;
+    if (r->nids > UINT32_MAX) return CIMFS_E_OUTOFMEMORY;
+    qsort(r->ids, r->nids, sizeof *r->ids, objid_cmp);
+    memset(&w, 0, sizeof w);
+    w.buf_cap = CIM_REGION_BUFFER;
+    w.buf = r->buf; /* the region is finished; its buffer is free */
+    hr = cim_file_create_new(r->objid_tmp_path, &w.file);
+    if (hr < 0) return hr;
+    cim_put_common_header(hdr, CIM_OBJID_HEADER_SIZE, CIM_FT_OBJECTID);
+    cim_put16(hdr + 32, r->local_index);
+    hdr[34] = r->type;
+    hdr[35] = 0;
+    cim_put32(hdr + 36, 0);
+    cim_put32(hdr + 40, CIM_OBJID_HEADER_SIZE);
+    cim_put32(hdr + 44, (uint32_t)r->nids);
+    hr = cim_region_write(&w, hdr, sizeof hdr);
+    for (i = 0; hr >= 0 && i < r->nids; i++) {
+        cim_put64(ent, r->ids[i].length);
+        memcpy(ent + 8, r->ids[i].digest, CIM_DIGEST_SIZE);
+        cim_put64(ent + 32, r->ids[i].offset);
+        hr = cim_region_write(&w, ent, sizeof ent);
+    }
+    if (hr >= 0) hr = flush(&w);
+    if (hr >= 0) hr = cim_file_sync(w.file);
+    cim_file_close(w.file);
+    return hr;
+}
+
+HRESULT cim_region_publish(cim_region *r)
+{
+    HRESULT hr = cim_path_rename(r->tmp_path, r->final_path);
+    if (hr < 0) return hr;
+    r->renamed = 1;
+    hr = cim_path_rename(r->objid_tmp_path, r->objid_final_path);
+    if (hr < 0) return hr;
+    r->renamed = 2;
+    return CIMFS_S_OK;
+}
+
+void cim_region_discard(cim_region *r)
+{
+    if (r->file) cim_file_close(r->file);
+    if (r->tmp_path) (void)cim_path_unlink(r->tmp_path);
+    if (r->objid_tmp_path) (void)cim_path_unlink(r->objid_tmp_path);
+    if (r->renamed >= 1 && r->final_path) (void)cim_path_unlink(r->final_path);
+    if (r->renamed >= 2 && r->objid_final_path) (void)cim_path_unlink(r->objid_final_path);
+    free(r->tmp_path);
+    free(r->final_path);
+    free(r->objid_tmp_path);
+    free(r->objid_final_path);
+    free(r->buf);
+    free(r->ids);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- dedup index: open addressing on the digest ---------------------------- */
+
+HRESULT cim_dedup_init(cim_dedup *d)
+{
+    d->cap = 1024;
+    d->count = 0;
+    d->slots = (cim_objid *)calloc(d->cap, sizeof *d->slots);
+    return d->slots ? CIMFS_S_OK : CIMFS_E_OUTOFMEMORY;
+}
+
+void cim_dedup_free(cim_dedup *d)
+{
+    free(d->slots);
+    memset(d, 0, sizeof *d);
+}
+
+static size_t slot_of(const cim_dedup *d, uint64_t length, const uint8_t *digest)
+{
+    return (size_t)((cim_get64(digest) ^ length * UINT64_C(0x9E3779B97F4A7C15)) & (d->cap - 1));
+}
+
+uint64_t cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest)
+{
+    size_t i = slot_of(d, length, digest);
+    while (d->slots[i].offset != 0) {
+        if (d->slots[i].length == length && memcmp(d->slots[i].digest, digest, CIM_DIGEST_SIZE) == 0)
+            return d->slots[i].offset;
+        i = (i + 1) & (d->cap - 1);
+    }
+    return 0;
+}
+
+static void insert(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t offset)
+{
+    size_t i = slot_of(d, length, digest);
+    while (d->slots[i].offset != 0) i = (i + 1) & (d->cap - 1);
+    d->slots[i].length = length;
+    memcpy(d->slots[i].digest, digest, CIM_DIGEST_SIZE);
+    d->slots[i].offset = offset;
+    d->count++;
+}
+
+HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset)
+{
+    if (region_offset == 0 || cim_dedup_find(d, length, digest)) return CIMFS_S_OK;
+    if ((d->count + 1) * 2 > d->cap) {
+        cim_dedup bigger;
+        size_t i;
+        bigger.cap = d->cap * 2;
+        bigger.count = 0;
+        bigger.slots = (cim_objid *)calloc(bigger.cap, sizeof *bigger.slots);
+        if (!bigger.slots) return CIMFS_E_OUTOFMEMORY;
+        for (i = 0; i < d->cap; i++)
+            if (d->slots[i].offset) insert(&bigger, d->slots[i].length, d->slots[i].digest, d->slots[i].offset);
+        free(d->slots);
+        *d = bigger;
+    }
+    insert(d, length, digest, region_offset);
+    return CIMFS_S_OK;
+}

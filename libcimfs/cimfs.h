@@ -1,0 +1,308 @@
+/*
+ * cimfs.h - the CimFS writer API, portable edition.
+ *
+ * Same function names, signatures, types and HRESULTs as the Windows SDK's
+ * cimfs.h (see shared/spec/cimfs-api.md), usable on any C99 compiler.  This
+ * header is the single source of truth for the API that cimfs_cffi exposes:
+ * every function documents its inputs, its return values and its errors.
+ *
+ * Two backends sit behind these names (cim_backend.c):
+ *   - "portable": the writer in this folder, available everywhere;
+ *   - "system":   Windows' cimfs.dll, resolved at run time (Windows only).
+ * Image and stream handles remember which backend made them.
+ *
+ * Paths ("image relative paths") are NUL-terminated UTF-16 strings relative
+ * to the image root, separated by '\'.  One leading '\' is accepted; a
+ * trailing '\', empty, "." or ".." components, '/', NTFS-invalid characters
+ * (< > : " | ? * and U+0001..U+001F), unpaired surrogates, components over
+ * 255 units and paths over 32767 units are rejected with E_INVALIDARG.
+ * Lookups are case-insensitive (simple uppercase of the BMP).
+ */
+#ifndef CIMFS_PORTABLE_CIMFS_H
+#define CIMFS_PORTABLE_CIMFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- basic Windows types (cimfs-api.md section 2.1) -------------------- */
+
+#ifdef _WIN32
+/* Windows: the SDK's own definitions, exactly as the real cimfs.h uses them. */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#else
+typedef int32_t HRESULT;        /* failure iff negative; not `long` (64-bit on LP64) */
+typedef uint16_t WCHAR;         /* one UTF-16 code unit, not wchar_t (32-bit here) */
+typedef const WCHAR *PCWSTR;
+typedef uint8_t BYTE;
+typedef uint16_t UINT16;
+typedef uint32_t UINT32;
+typedef uint64_t UINT64;
+typedef int64_t INT64;
+
+typedef union _LARGE_INTEGER {
+    struct {
+        uint32_t LowPart;
+        int32_t HighPart;
+    } u;
+    int64_t QuadPart;
+} LARGE_INTEGER;
+
+typedef struct _GUID {
+    uint32_t Data1;
+    uint16_t Data2;
+    uint16_t Data3;
+    uint8_t Data4[8];
+} GUID;
+#endif
+
+/* Opaque handles; NULL is never valid. */
+typedef struct CIMFS_IMAGE_HANDLE__ *CIMFS_IMAGE_HANDLE;
+typedef struct CIMFS_STREAM_HANDLE__ *CIMFS_STREAM_HANDLE;
+
+/* ---- HRESULTs used by this API (section 2.7) --------------------------- */
+
+#define CIMFS_HRESULT_FROM_WIN32(e) ((HRESULT)(0x80070000u | ((uint32_t)(e) & 0xFFFFu)))
+
+#define CIMFS_S_OK                  ((HRESULT)0x00000000)
+#define CIMFS_E_INVALIDARG          ((HRESULT)0x80070057u)
+#define CIMFS_E_POINTER             ((HRESULT)0x80004003u)
+#define CIMFS_E_ACCESSDENIED        ((HRESULT)0x80070005u)
+#define CIMFS_E_OUTOFMEMORY         ((HRESULT)0x8007000Eu)
+#define CIMFS_E_FAIL                ((HRESULT)0x80004005u)
+#define CIMFS_E_NOTIMPL             ((HRESULT)0x80004001u)
+#define CIMFS_HR_FILE_NOT_FOUND     ((HRESULT)0x80070002u)
+#define CIMFS_HR_PATH_NOT_FOUND     ((HRESULT)0x80070003u)
+#define CIMFS_HR_SHARING_VIOLATION  ((HRESULT)0x80070020u)
+#define CIMFS_HR_HANDLE_EOF         ((HRESULT)0x80070026u)
+#define CIMFS_HR_NOT_SUPPORTED      ((HRESULT)0x80070032u)
+#define CIMFS_HR_FILE_EXISTS        ((HRESULT)0x80070050u)
+#define CIMFS_HR_DISK_FULL          ((HRESULT)0x80070070u)
+#define CIMFS_HR_PROC_NOT_FOUND     ((HRESULT)0x8007007Fu)
+#define CIMFS_HR_ALREADY_EXISTS     ((HRESULT)0x800700B7u)
+#define CIMFS_HR_FILENAME_EXCED_RANGE ((HRESULT)0x800700CEu)
+#define CIMFS_HR_FILE_CORRUPT       ((HRESULT)0x80070570u) /* ERROR_FILE_CORRUPT: unreadable existing image */
+
+/* ---- attributes the format can hold (section 2.2, format spec 9) ------- */
+
+#define CIMFS_FILE_ATTRIBUTE_READONLY      0x00000001u
+#define CIMFS_FILE_ATTRIBUTE_HIDDEN        0x00000002u
+#define CIMFS_FILE_ATTRIBUTE_SYSTEM        0x00000004u
+#define CIMFS_FILE_ATTRIBUTE_DIRECTORY     0x00000010u
+#define CIMFS_FILE_ATTRIBUTE_ARCHIVE       0x00000020u
+#define CIMFS_FILE_ATTRIBUTE_NORMAL        0x00000080u
+#define CIMFS_FILE_ATTRIBUTE_SPARSE_FILE   0x00000200u
+#define CIMFS_FILE_ATTRIBUTE_REPARSE_POINT 0x00000400u
+
+/* ---- CIMFS_FILE_METADATA (section 2.2, Windows field order) ------------ */
+
+typedef struct _CIMFS_FILE_METADATA {
+    UINT32 Attributes;               /* FILE_ATTRIBUTE_*; DIRECTORY makes a directory */
+    INT64 FileSize;                  /* primary stream size; >= 0; 0 for directories */
+    LARGE_INTEGER CreationTime;      /* FILETIME: 100 ns ticks since 1601-01-01 UTC */
+    LARGE_INTEGER LastWriteTime;
+    LARGE_INTEGER ChangeTime;
+    LARGE_INTEGER LastAccessTime;
+    const void *SecurityDescriptorBuffer; /* self-relative SD, or NULL */
+    UINT32 SecurityDescriptorSize;   /* bytes, <= 65535; 0 = default NULL-DACL SD */
+    const void *ReparseDataBuffer;   /* whole REPARSE_DATA_BUFFER incl. 8-byte header */
+    UINT32 ReparseDataSize;          /* bytes, <= 65535; must equal 8 + ReparseDataLength */
+    const void *EaBuffer;            /* FILE_FULL_EA_INFORMATION chain */
+    UINT32 EaBufferSize;             /* bytes (not a count), <= 65535 */
+} CIMFS_FILE_METADATA;
+
+typedef struct _CIMFS_IMAGE_PATH {
+    PCWSTR ImageDir;
+    PCWSTR ImageName;
+} CIMFS_IMAGE_PATH;
+
+/* CIM_MOUNT_IMAGE_FLAGS (section 2.4) */
+typedef UINT32 CIM_MOUNT_IMAGE_FLAGS;
+#define CIM_MOUNT_IMAGE_NONE     0x00000000u
+#define CIM_MOUNT_CHILD_ONLY     0x00000001u
+#define CIM_MOUNT_ENABLE_DAX     0x00000002u
+#define CIM_MOUNT_CACHE_FILES    0x00000004u
+#define CIM_MOUNT_CACHE_REGIONS  0x00000008u
+#define CIM_MOUNT_BLOCK_CIM      0x00000010u
+
+/* CIM_CREATE_IMAGE_FLAGS (section 2.5) */
+typedef UINT32 CIM_CREATE_IMAGE_FLAGS;
+#define CIM_CREATE_IMAGE_NONE               0x00000000u
+#define CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES  0x00000001u
+#define CIM_CREATE_FIXED_SIZE_CHUNKS        0x00000002u
+#define CIM_CREATE_IMAGE_BLOCK_CIM          0x00000004u
+#define CIM_CREATE_IMAGE_SINGLE_FILE_CIM    0x00000008u /* hcsshim name; SDK name unknown */
+#define CIM_CREATE_IMAGE_CONSISTENT_CIM     0x00000010u /* hcsshim name; SDK name unknown */
+#define CIM_CREATE_IMAGE_VERIFIED_CIM       0x00000040u /* hcsshim name; SDK name unknown */
+
+/* ---- image lifecycle ---------------------------------------------------- */
+
+/*
+ * CimCreateImage: open a writer for a new image in imageContainingPath.
+ *   existingImageName NULL, newImageName set: new empty image.
+ *   both set, different: fork (child lists the parent's regions as parents).
+ *   both set and equal, or newImageName NULL: extend the existing image; the
+ *     committed result replaces it (the old regions stay, as parents).
+ * Nothing is written until CimCommitImage.  One handle per directory at a
+ * time, across processes (an flock/share-mode lock on the directory).
+ * Returns S_OK; E_INVALIDARG (NULL path or handle pointer, both names NULL,
+ * empty name, name with '\' or '/'); HR(PATH_NOT_FOUND) (directory missing);
+ * HR(FILE_NOT_FOUND) (existing image missing); HR(FILE_EXISTS) (new name
+ * exists and is not the existing name); HR(SHARING_VIOLATION) (directory
+ * locked); E_ACCESSDENIED; HR(FILE_CORRUPT) (existing image unreadable);
+ * E_OUTOFMEMORY.
+ */
+HRESULT CimCreateImage(PCWSTR imageContainingPath, PCWSTR existingImageName,
+                       PCWSTR newImageName, CIMFS_IMAGE_HANDLE *cimImageHandle);
+
+/*
+ * CimCreateImage2: CimCreateImage with flags.  Portable backend: 0,
+ * DO_NOT_EXPAND_PE_IMAGES and CONSISTENT_CIM are accepted (it never writes
+ * PeImage streams and its layout is deterministic); block, single-file,
+ * verified and fixed-chunk images return HR(NOT_SUPPORTED); unknown bits
+ * return E_INVALIDARG.
+ */
+HRESULT CimCreateImage2(PCWSTR imageContainingPath, CIM_CREATE_IMAGE_FLAGS createImageFlags,
+                        PCWSTR existingImageName, PCWSTR newImageName,
+                        CIMFS_IMAGE_HANDLE *cimImageHandle);
+
+/*
+ * CimCommitImage: write the image (regions, objectid files, then the image
+ * file, atomically by rename).  Returns E_INVALIDARG (bad, closed or already
+ * committed handle), HR(SHARING_VIOLATION) (a stream is open), HR(DISK_FULL)
+ * or another I/O error; on failure nothing under the image name changes and
+ * the handle accepts no more operations (close it).
+ */
+HRESULT CimCommitImage(CIMFS_IMAGE_HANDLE cimImageHandle);
+
+/*
+ * CimCloseImage: release the handle and the directory lock; uncommitted work
+ * and its temporary files are discarded.  With a stream still open, the
+ * image lives on until that stream is closed.  NULL and stale handles are
+ * ignored.
+ */
+void CimCloseImage(CIMFS_IMAGE_HANDLE cimImageHandle);
+
+/* ---- content ------------------------------------------------------------ */
+
+/*
+ * CimCreateFile: add a file or directory and return a stream handle for its
+ * primary stream (directories too; close it before the next call).  Parents
+ * must exist.  An existing file at the path is replaced (only that name, if
+ * it is one of several hard links); an existing directory given directory
+ * metadata keeps its children and takes the new metadata; a different type
+ * replaces the old entry (recursively).  The root ("" or "\") can only be
+ * given directory metadata.  All metadata buffers are copied.
+ * FileSize is ignored for directories.
+ * Returns E_INVALIDARG (handle, path, cimStreamHandle NULL, metadata: NULL,
+ * FileSize < 0 or over 2^48-1, a negative time, NULL buffer with size > 0,
+ * REPARSE attribute and reparse data disagreeing, malformed SD, reparse
+ * buffer or EA chain, buffers over 65535 bytes);
+ * HR(PATH_NOT_FOUND) (a parent missing or not a directory);
+ * HR(SHARING_VIOLATION) (a stream is open on the image).
+ */
+HRESULT CimCreateFile(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath,
+                      const CIMFS_FILE_METADATA *fileMetadata,
+                      CIMFS_STREAM_HANDLE *cimStreamHandle);
+
+/*
+ * CimWriteStream: append bytes at the stream's position.  Data is streamed to
+ * the region files and hashed as it arrives (never held whole in memory).
+ * Returns E_INVALIDARG (bad handle, directory stream), E_POINTER (NULL buffer
+ * with bufferSize > 0; size 0 is S_OK), HR(HANDLE_EOF) (the write crosses the
+ * declared size: what fits is kept, the rest dropped), or an I/O error.
+ */
+HRESULT CimWriteStream(CIMFS_STREAM_HANDLE cimStreamHandle, const void *buffer, UINT32 bufferSize);
+
+/*
+ * CimCloseStream: finish the stream.  Unwritten bytes read back as zeros (a
+ * never-written stream of a SPARSE_FILE file is stored sparse).  Identical
+ * content already in the image (or its parents) is shared, not stored twice.
+ * NULL and stale handles are ignored.
+ */
+void CimCloseStream(CIMFS_STREAM_HANDLE cimStreamHandle);
+
+/*
+ * CimCreateAlternateStream: add the named stream "path:name" or
+ * "path:name:$DATA" of streamSize bytes to an existing file or directory;
+ * an existing stream of that name is replaced.  Returns E_INVALIDARG (handle,
+ * path without a stream name, other stream types, bad name, size over
+ * 2^48-1, cimStreamHandle NULL), HR(PATH_NOT_FOUND),
+ * HR(SHARING_VIOLATION).
+ */
+HRESULT CimCreateAlternateStream(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath,
+                                 UINT64 streamSize, CIMFS_STREAM_HANDLE *cimStreamHandle);
+
+/*
+ * CimCreateHardLink: make imageRelativePath another name of the file at
+ * existingImageRelativePath (links to links resolve to the file; the target
+ * may come from a parent image).  An existing file at the new name is
+ * replaced.  Returns E_INVALIDARG (handle, either path invalid, root, or an
+ * alternate stream), HR(PATH_NOT_FOUND) (target or new name's parent
+ * missing), E_ACCESSDENIED (target or new name is a directory),
+ * HR(SHARING_VIOLATION) (a stream is open; nothing changes).
+ */
+HRESULT CimCreateHardLink(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath,
+                          PCWSTR existingImageRelativePath);
+
+/*
+ * CimDeletePath: remove a name (the file goes with its last name), a whole
+ * directory tree, or an alternate stream ("path:name").  Returns E_INVALIDARG
+ * (handle, path, root), HR(PATH_NOT_FOUND), HR(SHARING_VIOLATION).
+ */
+HRESULT CimDeletePath(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath);
+
+/* ---- declared for completeness: need the Windows driver, block or merged
+ *      CIMs.  The portable backend returns HR(NOT_SUPPORTED) 0x80070032. --- */
+
+HRESULT CimMountImage(PCWSTR imageContainingPath, PCWSTR imageName,
+                      CIM_MOUNT_IMAGE_FLAGS mountImageFlags, const GUID *volumeId);
+HRESULT CimDismountImage(const GUID *volumeId);
+HRESULT CimMergeMountImage(UINT32 numCimPaths, CIMFS_IMAGE_PATH *backingImagePaths,
+                           CIM_MOUNT_IMAGE_FLAGS mountImageFlags, const GUID *volumeId);
+HRESULT CimTombstoneFile(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath);
+HRESULT CimCreateMergeLink(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR imageRelativePath,
+                           PCWSTR existingImageRelativePath);
+HRESULT CimAddFsToMergedImage(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR existingImageName);
+HRESULT CimAddFsToMergedImage2(CIMFS_IMAGE_HANDLE cimImageHandle, PCWSTR existingImagePath,
+                               UINT32 mergeFlags);
+HRESULT CimSealImage(PCWSTR blockCimPath, UINT64 *hashSize, UINT64 *fixedHeaderSize, BYTE *hash);
+HRESULT CimGetVerificationInformation(PCWSTR blockCimPath, UINT32 *isSealed, UINT64 *hashSize,
+                                      UINT64 *signatureSize, UINT64 *fixedHeaderSize,
+                                      BYTE *hash, BYTE *signature);
+HRESULT CimMountVerifiedImage(PCWSTR imageContainingPath, PCWSTR imageName,
+                              CIM_MOUNT_IMAGE_FLAGS mountImageFlags, const GUID *volumeId,
+                              UINT16 hashSize, const BYTE *hash);
+HRESULT CimMergeMountVerifiedImage(UINT32 numCimPaths, CIMFS_IMAGE_PATH *backingImagePaths,
+                                   CIM_MOUNT_IMAGE_FLAGS mountImageFlags, const GUID *volumeId,
+                                   UINT16 hashSize, const BYTE *hash);
+
+/* ---- backend selection (cimfs_cffi extension, not in Windows' header) --- */
+
+#define CIMFS_BACKEND_AUTO     0  /* system when cimfs.dll is present, else portable */
+#define CIMFS_BACKEND_PORTABLE 1
+#define CIMFS_BACKEND_SYSTEM   2
+
+/*
+ * CimfsSelectBackend: choose the backend for images created from now on
+ * (handles already open keep theirs).  Returns S_OK, E_INVALIDARG (unknown
+ * value) or HR(NOT_SUPPORTED) (system asked for, but there is no cimfs.dll;
+ * the selection is unchanged).
+ */
+HRESULT CimfsSelectBackend(int backend);
+/* CimfsActiveBackend: CIMFS_BACKEND_PORTABLE or CIMFS_BACKEND_SYSTEM. */
+int CimfsActiveBackend(void);
+/* CimfsSystemBackendAvailable: 1 when cimfs.dll was found and loaded. */
+int CimfsSystemBackendAvailable(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CIMFS_PORTABLE_CIMFS_H */
