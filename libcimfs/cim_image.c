@@ -62,7 +62,7 @@ static uintptr_t slot_alloc(unsigned kind, cim_image *img)
     } else {
         if (g_nslots == 0) g_nslots = 1;
         if (g_nslots >= MAX_SLOTS) return 0;
-        if (g_nslots == g_cap) {
+        if (g_nslots >= g_cap) {
             uint32_t cap = g_cap ? g_cap * 2 : 64;
             handle_slot *ns = (handle_slot *)realloc(g_slots, cap * sizeof *ns);
             uint32_t *nf;
