@@ -164,9 +164,12 @@ static HRESULT image_name_check(PCWSTR name)
     while (n <= CIM_MAX_NAME_UNITS && name[n]) n++;
     if (!cim_name_valid(name, n)) return CIMFS_E_INVALIDARG;
     /* Our temporary files must never be mistaken for an image. */
-    if (n >= 11 && name[0] == '.' && name[1] == 'c' && name[2] == 'i' && name[3] == 'm' && name[4] == 'f' &&
-        name[5] == 's' && name[6] == '-')
-        return CIMFS_E_INVALIDARG;
+    {
+        size_t k, plen = strlen(CIM_TMP_PREFIX);
+        for (k = 0; k < plen && k < n && name[k] == (WCHAR)CIM_TMP_PREFIX[k]; k++) {
+        }
+        if (k == plen) return CIMFS_E_INVALIDARG;
+    }
     return CIMFS_S_OK;
 }
 
@@ -219,6 +222,9 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
     }
     hr = cim_dir_lock_acquire(img->dir, &img->lock);
     if (hr < 0) goto fail;
+    /* We hold the directory: temporary files here belong to writers that
+     * died before commit or close, and nothing refers to them. */
+    cim_dir_remove_prefixed(img->dir, CIM_TMP_PREFIX);
 
     if (existing_name) {
         existing_path = cim_native_join_native(img->dir, nexisting);
@@ -247,7 +253,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
     cim_guid_text(img->guid, img->guid_text);
     {
         char tmpname[64];
-        snprintf(tmpname, sizeof tmpname, ".cimfs-tmp.image_%s", img->guid_text);
+        snprintf(tmpname, sizeof tmpname, CIM_TMP_PREFIX "image_%s", img->guid_text);
         img->image_tmp_path = cim_native_join(img->dir, tmpname);
         if (!img->image_tmp_path) {
             hr = CIMFS_E_OUTOFMEMORY;

@@ -20,6 +20,9 @@
 
 #include <stdlib.h>
 
+/* Every temporary file of a writer starts with this; see cim_portable_create_image. */
+#define CIM_TMP_PREFIX ".cimfs-tmp."
+
 /* ---- namespace ----------------------------------------------------------- */
 
 /* An interned SD, EA buffer or reparse buffer; stored once per image. */

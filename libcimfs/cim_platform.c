@@ -15,6 +15,7 @@
 #include <windows.h>
 #include <bcrypt.h>
 #else
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -329,6 +330,24 @@ HRESULT cim_dir_sync(const cim_nchar *dir)
     }
     close(fd);
     return CIMFS_S_OK;
+}
+
+void cim_dir_remove_prefixed(const cim_nchar *dir, const char *prefix)
+{
+    DIR *d;
+    struct dirent *e;
+    size_t n = strlen(prefix);
+    if (crashed()) return;
+    d = opendir(dir);
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, n) == 0) {
+            char *p = cim_native_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
 }
 
 struct cim_dir_lock {
@@ -650,6 +669,27 @@ HRESULT cim_dir_sync(const cim_nchar *dir)
 {
     (void)dir;
     return fault_check(CIM_FAULT_SYNC);
+}
+
+void cim_dir_remove_prefixed(const cim_nchar *dir, const char *prefix)
+{
+    WIN32_FIND_DATAW fd;
+    HANDLE h;
+    wchar_t *pattern;
+    char star[80];
+    if (crashed()) return;
+    snprintf(star, sizeof star, "%s*", prefix);
+    pattern = cim_native_join(dir, star);
+    if (!pattern) return;
+    h = FindFirstFileW(pattern, &fd);
+    free(pattern);
+    if (h == INVALID_HANDLE_VALUE) return;
+    do {
+        wchar_t *p = cim_native_join_native(dir, fd.cFileName);
+        if (p) DeleteFileW(p);
+        free(p);
+    } while (FindNextFileW(h, &fd));
+    FindClose(h);
 }
 
 struct cim_dir_lock {

@@ -49,6 +49,8 @@ int cim_path_file_exists(const cim_nchar *path);
 /* S_OK directory; HR(PATH_NOT_FOUND) missing or not a directory; other errors. */
 HRESULT cim_path_check_directory(const cim_nchar *path);
 HRESULT cim_dir_sync(const cim_nchar *dir);
+/* Deletes files in `dir` whose names start with `prefix` (ASCII); best effort. */
+void cim_dir_remove_prefixed(const cim_nchar *dir, const char *prefix);
 
 /* An exclusive, non-blocking lock on a directory, shared by processes and
  * threads: HR(SHARING_VIOLATION) when someone else holds it. */

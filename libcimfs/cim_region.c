@@ -33,11 +33,11 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
     r->type = type;
     snprintf(name, sizeof name, "region_%s_%u", guid_text, (unsigned)local_index);
     r->final_path = cim_native_join(dir, name);
-    snprintf(name, sizeof name, ".cimfs-tmp.region_%s_%u", guid_text, (unsigned)local_index);
+    snprintf(name, sizeof name, CIM_TMP_PREFIX "region_%s_%u", guid_text, (unsigned)local_index);
     r->tmp_path = cim_native_join(dir, name);
     snprintf(name, sizeof name, "objectid_%s_%u", guid_text, (unsigned)local_index);
     r->objid_final_path = cim_native_join(dir, name);
-    snprintf(name, sizeof name, ".cimfs-tmp.objectid_%s_%u", guid_text, (unsigned)local_index);
+    snprintf(name, sizeof name, CIM_TMP_PREFIX "objectid_%s_%u", guid_text, (unsigned)local_index);
     r->objid_tmp_path = cim_native_join(dir, name);
     r->buf_cap = CIM_REGION_BUFFER;
     r->buf = (uint8_t *)malloc(r->buf_cap);
