@@ -71,20 +71,46 @@ static HRESULT put_blob(cim_image *img, cim_blob *b, uint64_t *out)
     return CIMFS_S_OK;
 }
 
-/* qsort has no context argument; the commit holds the image lock, and the
- * table is the same for every image, so a file-scope pointer is safe. */
-static const uint16_t *g_sort_up;
+/* Names compare through the image's upcase table, so sorting needs a context
+ * argument, which qsort lacks (and qsort_r differs between platforms): a
+ * small merge sort of pointers, stable and free of globals. */
+typedef int (*cim_cmp_fn)(const void *a, const void *b, const uint16_t *up);
 
-static int entry_cmp(const void *a, const void *b)
+static void merge_sort(void **a, void **tmp, size_t n, cim_cmp_fn cmp, const uint16_t *up)
 {
-    const cim_entry *x = *(const cim_entry *const *)a, *y = *(const cim_entry *const *)b;
-    return cim_name_compare(g_sort_up, x->name, x->len, y->name, y->len);
+    size_t half = n / 2, i = 0, j, k = 0;
+    if (n < 2) return;
+    merge_sort(a, tmp, half, cmp, up);
+    merge_sort(a + half, tmp, n - half, cmp, up);
+    j = half;
+    while (i < half && j < n) tmp[k++] = cmp(a[j], a[i], up) < 0 ? a[j++] : a[i++];
+    while (i < half) tmp[k++] = a[i++];
+    while (j < n) tmp[k++] = a[j++];
+    memcpy(a, tmp, n * sizeof *a);
 }
 
-static int ads_cmp(const void *a, const void *b)
+/* Sorts n pointers; returns E_OUTOFMEMORY if no scratch space could be had. */
+static HRESULT sort_ptrs(void **a, size_t n, cim_cmp_fn cmp, const uint16_t *up)
 {
-    const cim_ads *x = *(const cim_ads *const *)a, *y = *(const cim_ads *const *)b;
-    return cim_name_compare(g_sort_up, x->name, x->len, y->name, y->len);
+    void **tmp;
+    if (n < 2) return CIMFS_S_OK;
+    tmp = (void **)malloc(n * sizeof *tmp);
+    if (!tmp) return CIMFS_E_OUTOFMEMORY;
+    merge_sort(a, tmp, n, cmp, up);
+    free(tmp);
+    return CIMFS_S_OK;
+}
+
+static int entry_cmp(const void *a, const void *b, const uint16_t *up)
+{
+    const cim_entry *x = (const cim_entry *)a, *y = (const cim_entry *)b;
+    return cim_name_compare(up, x->name, x->len, y->name, y->len);
+}
+
+static int ads_cmp(const void *a, const void *b, const uint16_t *up)
+{
+    const cim_ads *x = (const cim_ads *)a, *y = (const cim_ads *)b;
+    return cim_name_compare(up, x->name, x->len, y->name, y->len);
 }
 
 /*
@@ -116,19 +142,21 @@ static void put_name(uint8_t *table, size_t n, size_t value_size, size_t i, size
     *name_pos += 2 + 2 * (size_t)len;
 }
 
-static HRESULT write_directory(cim_image *img, cim_node *d, cim_entry **sorted, size_t n)
-{
-    size_t names = 0, total, i, pos;
+#define ENTRY(p) ((const cim_entry *)(p))
+#define ADS(p) ((const cim_ads *)(p))
+
+static HRESULT write_directory(cim_image *img, cim_node *d, void *const *sorted, size_t n)
+{    size_t names = 0, total, i, pos;
     uint8_t *t;
     uint64_t off;
     HRESULT hr;
-    for (i = 0; i < n; i++) names += 2 + 2 * (size_t)sorted[i]->len;
+    for (i = 0; i < n; i++) names += 2 + 2 * (size_t)ENTRY(sorted[i])->len;
     t = link_table_alloc(0, n, 4, names, &total);
     if (!t) return CIMFS_E_OUTOFMEMORY;
     pos = 8 + n * 8;
     for (i = 0; i < n; i++) {
-        cim_put32(t + 8 + i * 4, sorted[i]->node->id);
-        put_name(t, n, 4, i, &pos, sorted[i]->name, sorted[i]->len);
+        cim_put32(t + 8 + i * 4, ENTRY(sorted[i])->node->id);
+        put_name(t, n, 4, i, &pos, ENTRY(sorted[i])->name, ENTRY(sorted[i])->len);
     }
     hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], t, total, 8, &off);
     free(t);
@@ -142,7 +170,7 @@ static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
 {
     cim_namespace *ns = &img->ns;
     cim_node *head = ns->root, *tail = ns->root;
-    cim_entry **sorted = NULL;
+    void **sorted = NULL;
     size_t sorted_cap = 0;
     HRESULT hr = CIMFS_S_OK;
     uint32_t next = 1;
@@ -157,7 +185,7 @@ static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
         head = d->work_next;
         if (!head) tail = NULL;
         if (d->nchildren > sorted_cap) {
-            cim_entry **s = (cim_entry **)realloc(sorted, d->nchildren * sizeof *s);
+            void **s = (void **)realloc(sorted, d->nchildren * sizeof *s);
             if (!s) {
                 hr = CIMFS_E_OUTOFMEMORY;
                 break;
@@ -166,9 +194,10 @@ static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
             sorted_cap = d->nchildren;
         }
         for (e = d->children; e; e = e->next) sorted[n++] = e;
-        qsort(sorted, n, sizeof *sorted, entry_cmp);
+        hr = sort_ptrs(sorted, n, entry_cmp, ns->up);
+        if (hr < 0) break;
         for (i = 0; i < n; i++) {
-            cim_node *c = sorted[i]->node;
+            cim_node *c = ENTRY(sorted[i])->node;
             if (c->id) continue; /* another name of a file seen before */
             c->id = ++next;
             c->parent_id = d->id;
@@ -190,7 +219,8 @@ static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
 /* u32 N, then LinkTable<Stream> of N bytes (format spec 11.4). */
 static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
 {
-    cim_ads *a, **sorted;
+    cim_ads *a;
+    void **sorted;
     size_t n = 0, names = 0, total, i, pos;
     uint8_t *t;
     HRESULT hr;
@@ -200,10 +230,14 @@ static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
         names += 2 + 2 * (size_t)a->len;
     }
     if (n == 0) return CIMFS_S_OK;
-    sorted = (cim_ads **)malloc(n * sizeof *sorted);
+    sorted = (void **)malloc(n * sizeof *sorted);
     if (!sorted) return CIMFS_E_OUTOFMEMORY;
     for (i = 0, a = node->ads; a; a = a->next) sorted[i++] = a;
-    qsort(sorted, n, sizeof *sorted, ads_cmp);
+    hr = sort_ptrs(sorted, n, ads_cmp, img->ns.up);
+    if (hr < 0) {
+        free(sorted);
+        return hr;
+    }
     t = link_table_alloc(4, n, CIM_STREAM_SIZE, names, &total);
     if (!t) {
         free(sorted);
@@ -212,9 +246,9 @@ static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
     cim_put32(t, (uint32_t)(total - 4));
     pos = 8 + n * (CIM_STREAM_SIZE + 4);
     for (i = 0; i < n; i++) {
-        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE, sorted[i]->stream.offset);
-        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE + 8, sorted[i]->stream.len_type);
-        put_name(t + 4, n, CIM_STREAM_SIZE, i, &pos, sorted[i]->name, sorted[i]->len);
+        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE, ADS(sorted[i])->stream.offset);
+        cim_put64(t + 4 + 8 + i * CIM_STREAM_SIZE + 8, ADS(sorted[i])->stream.len_type);
+        put_name(t + 4, n, CIM_STREAM_SIZE, i, &pos, ADS(sorted[i])->name, ADS(sorted[i])->len);
     }
     hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], t, total, 8, out);
     free(t);
@@ -326,7 +360,6 @@ HRESULT cim_commit(cim_image *img)
         for (i = 0; i < 0x10000; i++) cim_put16(upcase + 2 * i, up[i]);
         hr = cim_put_object(img, meta, upcase, CIM_UPCASE_TABLE_SIZE, CIM_PAGE, &upcase_off);
     }
-    g_sort_up = up;
     if (hr >= 0) hr = assign_ids(img, by_id, &count);
     if (hr >= 0) hr = write_file_tables(img, by_id, count, &ftd_off, &ntables);
     if (hr >= 0) {

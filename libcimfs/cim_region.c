@@ -164,7 +164,7 @@ HRESULT cim_region_write_objid_file(cim_region *r)
     HRESULT hr;
     size_t i;
     if (r->nids > UINT32_MAX) return CIMFS_E_OUTOFMEMORY;
-    qsort(r->ids, r->nids, sizeof *r->ids, objid_cmp);
+    if (r->nids > 1) qsort(r->ids, r->nids, sizeof *r->ids, objid_cmp);
     memset(&w, 0, sizeof w);
     w.buf_cap = CIM_REGION_BUFFER;
     w.buf = r->buf; /* the region is finished; its buffer is free */
