@@ -1,0 +1,173 @@
+/*
+ * leak_check.c - drives every portable API path (success and error) from C,
+ * so that LeakSanitizer can prove the core frees everything.  Python's own
+ * allocations make leak checking through pytest useless, hence this program.
+ *
+ *   cc -std=c11 -fsanitize=address,undefined -Ilibcimfs tests/c/leak_check.c libcimfs/*.c -o leak_check
+ *   ./leak_check /tmp/somewhere     (exit 0 = every check passed, no leaks)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uchar.h>
+
+#include "cimfs.h"
+#include "cim_platform.h"
+
+static int failures;
+
+#define CHECK(expr, want)                                                                       \
+    do {                                                                                        \
+        HRESULT got_ = (expr);                                                                  \
+        if (got_ != (HRESULT)(want)) {                                                          \
+            fprintf(stderr, "%s:%d: %s = 0x%08X, want 0x%08X\n", __FILE__, __LINE__, #expr,     \
+                    (unsigned)got_, (unsigned)(want));                                          \
+            failures++;                                                                         \
+        }                                                                                       \
+    } while (0)
+
+/* A PCWSTR from an ASCII literal (static storage, enough for these tests). */
+static PCWSTR W(const char *s)
+{
+    static uint16_t bufs[16][512];
+    static int next;
+    uint16_t *b = bufs[next++ % 16];
+    size_t i;
+    for (i = 0; s[i] && i < 511; i++) b[i] = (unsigned char)s[i];
+    b[i] = 0;
+    return b;
+}
+
+static CIMFS_FILE_METADATA md(uint32_t attributes, int64_t size)
+{
+    CIMFS_FILE_METADATA m;
+    memset(&m, 0, sizeof m);
+    m.Attributes = attributes;
+    m.FileSize = size;
+    return m;
+}
+
+static void add(CIMFS_IMAGE_HANDLE h, const char *path, const char *data)
+{
+    CIMFS_FILE_METADATA m = md(0, (int64_t)strlen(data));
+    CIMFS_STREAM_HANDLE s;
+    CHECK(CimCreateFile(h, W(path), &m, &s), CIMFS_S_OK);
+    CHECK(CimWriteStream(s, data, (UINT32)strlen(data)), CIMFS_S_OK);
+    CimCloseStream(s);
+}
+
+static void mkdir_(CIMFS_IMAGE_HANDLE h, const char *path)
+{
+    CIMFS_FILE_METADATA m = md(CIMFS_FILE_ATTRIBUTE_DIRECTORY, 0);
+    CIMFS_STREAM_HANDLE s;
+    CHECK(CimCreateFile(h, W(path), &m, &s), CIMFS_S_OK);
+    CimCloseStream(s);
+}
+
+static void build_base(const char *dir)
+{
+    CIMFS_IMAGE_HANDLE h;
+    CIMFS_STREAM_HANDLE s;
+    CIMFS_FILE_METADATA m;
+    static const uint8_t sd[20] = {1, 0, 4, 0x80};
+    static const uint8_t ea[] = {0, 0, 0, 0, 0, 1, 1, 0, 'k', 0, 'v'};
+    CHECK(CimCreateImage(W(dir), NULL, W("base.cim"), &h), CIMFS_S_OK);
+    mkdir_(h, "d");
+    mkdir_(h, "d\\e");
+    add(h, "d\\e\\f", "hello");
+    add(h, "d\\g", "hello"); /* deduplicated */
+    m = md(0, 5000);
+    m.SecurityDescriptorBuffer = sd;
+    m.SecurityDescriptorSize = sizeof sd;
+    m.EaBuffer = ea;
+    m.EaBufferSize = sizeof ea;
+    CHECK(CimCreateFile(h, W("big"), &m, &s), CIMFS_S_OK);
+    CHECK(CimWriteStream(s, "abc", 3), CIMFS_S_OK); /* short write: zero tail */
+    CimCloseStream(s);
+    CHECK(CimCreateAlternateStream(h, W("big:zone:$DATA"), 4, &s), CIMFS_S_OK);
+    CHECK(CimWriteStream(s, "zzzzz", 5), CIMFS_HR_HANDLE_EOF);
+    CimCloseStream(s);
+    CHECK(CimCreateHardLink(h, W("link"), W("d\\e\\F")), CIMFS_S_OK);
+    CHECK(CimCreateHardLink(h, W("d\\g"), W("link")), CIMFS_S_OK); /* replaces d\g */
+    CHECK(CimCreateHardLink(h, W("x"), W("missing")), CIMFS_HR_PATH_NOT_FOUND);
+    CHECK(CimCreateHardLink(h, W("x"), W("d")), CIMFS_E_ACCESSDENIED);
+    CHECK(CimCreateHardLink(h, W("x"), W("big:zone")), CIMFS_E_INVALIDARG);
+    add(h, "gone", "bye");
+    CHECK(CimDeletePath(h, W("gone")), CIMFS_S_OK);
+    CHECK(CimDeletePath(h, W("gone")), CIMFS_HR_PATH_NOT_FOUND);
+    mkdir_(h, "tree");
+    mkdir_(h, "tree\\sub");
+    add(h, "tree\\sub\\leaf", "leaf");
+    CHECK(CimCreateHardLink(h, W("outside"), W("tree\\sub\\leaf")), CIMFS_S_OK);
+    CHECK(CimDeletePath(h, W("tree")), CIMFS_S_OK);
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CHECK(CimCommitImage(h), CIMFS_E_INVALIDARG);
+    CimCloseImage(h);
+}
+
+int main(int argc, char **argv)
+{
+    CIMFS_IMAGE_HANDLE h, h2;
+    CIMFS_STREAM_HANDLE s;
+    CIMFS_FILE_METADATA m = md(0, 10);
+    const char *dir = argc > 1 ? argv[1] : ".";
+    char sub[1024];
+
+    build_base(dir);
+
+    /* Fork: load, change, commit. */
+    CHECK(CimCreateImage(W(dir), W("base.cim"), W("child.cim"), &h), CIMFS_S_OK);
+    CHECK(CimCreateImage(W(dir), NULL, W("other.cim"), &h2), CIMFS_HR_SHARING_VIOLATION);
+    CHECK(CimDeletePath(h, W("d\\e")), CIMFS_S_OK);
+    add(h, "d\\new", "new");
+    CHECK(CimCreateHardLink(h, W("l2"), W("link")), CIMFS_S_OK);
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CimCloseImage(h);
+
+    /* Close without commit, and with a stream still open. */
+    CHECK(CimCreateImage(W(dir), W("child.cim"), W("discard.cim"), &h), CIMFS_S_OK);
+    add(h, "tmp", "tmp");
+    CHECK(CimCreateFile(h, W("open"), &m, &s), CIMFS_S_OK);
+    CimCloseImage(h);
+    CHECK(CimWriteStream(s, "x", 1), CIMFS_S_OK);
+    CimCloseStream(s);
+    CHECK(CimWriteStream(s, "x", 1), CIMFS_E_INVALIDARG);
+
+    /* Failed commits (disk full, crash) free everything too. */
+    CHECK(CimCreateImage(W(dir), W("child.cim"), W("fail.cim"), &h), CIMFS_S_OK);
+    add(h, "x", "x");
+    CimfsTestInjectFault(CIM_FAULT_RENAME, 2, CIMFS_HR_DISK_FULL, 0);
+    CHECK(CimCommitImage(h), CIMFS_HR_DISK_FULL);
+    CimfsTestClearFault();
+    CimCloseImage(h);
+    CHECK(CimCreateImage(W(dir), W("child.cim"), W("crash.cim"), &h), CIMFS_S_OK);
+    CimfsTestInjectFault(CIM_FAULT_SYNC, 1, CIMFS_HR_DISK_FULL, 1);
+    CHECK(CimCommitImage(h), CIMFS_HR_DISK_FULL);
+    CimCloseImage(h);
+    CimfsTestClearFault();
+
+    /* Error paths of creation, including a corrupt parent. */
+    CHECK(CimCreateImage(W(dir), W("nope.cim"), W("x.cim"), &h), CIMFS_HR_FILE_NOT_FOUND);
+    CHECK(CimCreateImage(W(dir), NULL, W("base.cim"), &h), CIMFS_HR_FILE_EXISTS);
+    snprintf(sub, sizeof sub, "%s/bad.cim", dir);
+    {
+        FILE *f = fopen(sub, "wb");
+        static const char junk[100] = "cimfile0";
+        fwrite(junk, 1, sizeof junk, f);
+        fclose(f);
+    }
+    CHECK(CimCreateImage(W(dir), W("bad.cim"), W("y.cim"), &h), CIMFS_HR_FILE_CORRUPT);
+
+    /* Bad handles. */
+    CHECK(CimCommitImage((CIMFS_IMAGE_HANDLE)(uintptr_t)0x1234), CIMFS_E_INVALIDARG);
+    CimCloseImage(NULL);
+    CimCloseStream(NULL);
+
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("leak_check: all checks passed\n");
+    return 0;
+}
