@@ -90,7 +90,7 @@ def test_one_image_handle_per_directory_across_processes(workdir):
         lib.CimCloseImage(h[0])
     """)
     p = subprocess.Popen([sys.executable, "-c", script, str(workdir)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, text=True, cwd=str(workdir))
     try:
         assert p.stdout.readline().strip() == "locked"
         assert Writer(workdir, "mine.cim").hr == HR_SHARING_VIOLATION
