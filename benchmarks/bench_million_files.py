@@ -14,10 +14,12 @@ import tempfile
 import time
 
 CHILD = r"""
-import resource, sys, time
-from cimfs_cffi import ffi, lib
+import sys, time
 directory, files, dirs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.path.insert(0, sys.argv[4])
+from peak_memory import peak_rss_kib
+from cimfs_cffi import ffi, lib
+base_kib = peak_rss_kib()
 h = ffi.new("CIMFS_IMAGE_HANDLE *"); s = ffi.new("CIMFS_STREAM_HANDLE *")
 assert lib.CimCreateImage(directory, ffi.NULL, "million.cim", h) == 0
 md = ffi.new("CIMFS_FILE_METADATA *")
@@ -35,7 +37,7 @@ t1 = time.perf_counter()
 assert lib.CimCommitImage(h[0]) == 0
 t2 = time.perf_counter()
 lib.CimCloseImage(h[0])
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_kib = peak_rss_kib()
 print(base_kib, peak_kib, t1 - t0, t2 - t1, per_dir * dirs)
 """
 
@@ -47,8 +49,9 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         # cwd: a "-c" child puts it on sys.path; keep the source tree out of it.
-        out = subprocess.check_output([sys.executable, "-c", CHILD, d, str(args.files), str(args.dirs)], text=True,
-                                      cwd=d)
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.check_output([sys.executable, "-c", CHILD, d, str(args.files), str(args.dirs), here],
+                                      text=True, cwd=d)
         base, peak, t_add, t_commit, n = out.split()
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
     base, peak, n = int(base), int(peak), int(n)

@@ -6,6 +6,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import cimfs_cffi  # noqa: E402
 from cimfs_cffi import ffi, lib  # noqa: E402
 
 import cimreader  # noqa: E402
@@ -139,6 +140,14 @@ def writer(tmp_path):
     assert w.hr == S_OK
     yield w
     w.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def portable_backend():
+    """The suite specifies the portable writer, also on Windows hosts with cimfs.dll."""
+    cimfs_cffi.select_backend("portable")
+    yield
+    cimfs_cffi.select_backend("auto")
 
 
 @pytest.fixture(autouse=True)
