@@ -439,15 +439,26 @@ static void apply_metadata(cim_node *n, const CIMFS_FILE_METADATA *md, const val
     n->flags = v->flags;
 }
 
-/* Hands out a token for the stream just begun; it holds a reference. */
-static HRESULT open_stream_handle(cim_image *img, CIMFS_STREAM_HANDLE *out)
+/* Starts the image's one stream on node (or its ADS) and hands out a token
+ * for it, which holds a reference to the image.  On failure the stream is
+ * closed again; an I/O failure also fails the commit later. */
+static HRESULT begin_stream(cim_image *img, cim_node *node, cim_ads *ads, uint64_t capacity, int sparse,
+                            CIMFS_STREAM_HANDLE *out)
 {
-    uintptr_t t;
-    cim_global_lock();
-    t = slot_alloc(KIND_STREAM, img);
-    if (t) img->refs++;
-    cim_global_unlock();
-    if (!t) return CIMFS_E_OUTOFMEMORY;
+    uintptr_t t = 0;
+    HRESULT hr = cim_stream_begin(img, node, ads, capacity, sparse);
+    if (hr >= 0) {
+        cim_global_lock();
+        t = slot_alloc(KIND_STREAM, img);
+        if (t) img->refs++;
+        cim_global_unlock();
+        if (!t) hr = CIMFS_E_OUTOFMEMORY;
+    }
+    if (hr < 0) {
+        if (img->stream.open) (void)cim_stream_finish(img);
+        if (hr != CIMFS_E_OUTOFMEMORY && img->io_error >= 0) img->io_error = hr;
+        return hr;
+    }
     img->stream.token = t;
     *out = (CIMFS_STREAM_HANDLE)t;
     return CIMFS_S_OK;
@@ -504,12 +515,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
         if (entry) cim_ns_unlink(&img->ns, entry);
         cim_ns_insert(&img->ns, parent, e, node);
     }
-    hr = cim_stream_begin(img, node, NULL, v.is_dir ? 0 : (uint64_t)md->FileSize, v.sparse);
-    if (hr >= 0) hr = open_stream_handle(img, out);
-    if (hr < 0) {
-        if (img->stream.open) (void)cim_stream_finish(img);
-        if (hr != CIMFS_E_OUTOFMEMORY) img->io_error = hr;
-    }
+    hr = begin_stream(img, node, NULL, v.is_dir ? 0 : (uint64_t)md->FileSize, v.sparse, out);
 done:
     release(img, 1);
     return hr;
@@ -607,12 +613,7 @@ HRESULT cim_portable_create_alternate_stream(CIMFS_IMAGE_HANDLE h, PCWSTR path, 
     }
     ads->next = entry->node->ads;
     entry->node->ads = ads;
-    hr = cim_stream_begin(img, entry->node, ads, size, 0);
-    if (hr >= 0) hr = open_stream_handle(img, out);
-    if (hr < 0) {
-        if (img->stream.open) (void)cim_stream_finish(img);
-        if (hr != CIMFS_E_OUTOFMEMORY) img->io_error = hr;
-    }
+    hr = begin_stream(img, entry->node, ads, size, 0, out);
 done:
     release(img, 1);
     return hr;
