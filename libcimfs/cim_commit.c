@@ -28,7 +28,7 @@ HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, u
     uint64_t found, start;
     HRESULT hr;
     cim_sha256(p, n, digest);
-    found = cim_dedup_find(&img->dedup, n, digest);
+    found = cim_dedup_lookup(img, n, digest);
     if (found) {
         *out = found;
         return CIMFS_S_OK;
@@ -38,7 +38,7 @@ HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, u
     start = r->end;
     hr = cim_region_write(r, p, n);
     if (hr >= 0) hr = cim_region_add_objid(r, n, digest, start);
-    if (hr >= 0) hr = cim_dedup_add(&img->dedup, n, digest, CIM_OFFSET(r->global_index, start));
+    if (hr >= 0) hr = cim_dedup_add(&img->dedup, n, digest, CIM_OFFSET(r->global_index, start), CIM_DEDUP_TRUSTED);
     *out = CIM_OFFSET(r->global_index, start);
     return hr;
 }

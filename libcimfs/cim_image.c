@@ -115,6 +115,10 @@ static void destroy(cim_image *img)
     }
     cim_ns_free(&img->ns);
     cim_dedup_free(&img->dedup);
+    if (img->parent_files)
+        for (i = 0; i < (int)img->parent_region_count; i++) cim_file_close(img->parent_files[i]);
+    free(img->parent_files);
+    free(img->parent_sizes);
     cim_dir_lock_release(img->lock);
     cim_mutex_free(img->mutex);
     free(img->parent_sets);
@@ -291,7 +295,6 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
 fail:
     if (img) {
         img->state = CIM_STATE_FAILED;
-        if (!img->mutex) img->mutex = cim_mutex_new();
         destroy(img);
     }
     free(ndir);
@@ -455,7 +458,7 @@ static HRESULT begin_stream(cim_image *img, cim_node *node, cim_ads *ads, uint64
         if (!t) hr = CIMFS_E_OUTOFMEMORY;
     }
     if (hr < 0) {
-        if (img->stream.open) (void)cim_stream_finish(img);
+        if (img->stream.open) cim_stream_abort(img);
         if (hr != CIMFS_E_OUTOFMEMORY && img->io_error >= 0) img->io_error = hr;
         return hr;
     }

@@ -144,8 +144,21 @@ typedef struct cim_region {
 } cim_region;
 
 /* (length, digest) -> RegionOffset of every object in this image and its parents. */
+enum cim_dedup_state {
+    CIM_DEDUP_TRUSTED,          /* written by this writer */
+    CIM_DEDUP_UNVERIFIED,       /* read from a parent's objectid file: checked on first use */
+    CIM_DEDUP_DEAD              /* failed that check: never used */
+};
+
+typedef struct cim_dedup_slot {
+    uint64_t length;
+    uint8_t digest[CIM_DIGEST_SIZE];
+    uint64_t offset;            /* RegionOffset; 0 = empty slot */
+    uint8_t state;
+} cim_dedup_slot;
+
 typedef struct cim_dedup {
-    cim_objid *slots;           /* offset holds a RegionOffset here; 0 = empty slot */
+    cim_dedup_slot *slots;
     size_t cap, count;
 } cim_dedup;
 
@@ -166,8 +179,10 @@ HRESULT cim_region_add_objid(cim_region *r, uint64_t length, const uint8_t *dige
 
 HRESULT cim_dedup_init(cim_dedup *d);
 void cim_dedup_free(cim_dedup *d);
-uint64_t cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest);
-HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset);
+/* The live (not dead) slot for a key, or NULL. */
+cim_dedup_slot *cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest);
+HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset,
+                      enum cim_dedup_state state);
 
 /* ---- the image ------------------------------------------------------------ */
 
@@ -210,6 +225,8 @@ typedef struct cim_image {
     cim_region_set *parent_sets;
     uint16_t nparent_sets;
     uint32_t parent_region_count;
+    cim_file **parent_files;    /* open read-only for the writer's life (dedup checks) */
+    uint64_t *parent_sizes;
     cim_dedup dedup;
     cim_stream_state stream;
     HRESULT io_error;           /* first I/O failure while streaming; commit reports it */
@@ -220,7 +237,18 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
 HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n);
 /* Finishes the open stream (zero fill, dedup) and stores it in its node/ADS. */
 HRESULT cim_stream_finish(cim_image *img);
+/* Drops the open stream's data (it reads as zeros) without writing anything. */
+void cim_stream_abort(cim_image *img);
 uint64_t cim_empty_stream_offset(const cim_image *img);
+
+/*
+ * RegionOffset of an object with this length and digest already in the image
+ * or a parent, or 0.  Entries inherited from a parent's objectid file are
+ * trusted only after their bytes were read back and hashed (once): the
+ * driver never reads objectid files, so they may be stale or damaged, and
+ * trusting a wrong one would silently give new content someone else's bytes.
+ */
+uint64_t cim_dedup_lookup(cim_image *img, uint64_t length, const uint8_t *digest);
 
 /* cim_commit.c */
 HRESULT cim_commit(cim_image *img);

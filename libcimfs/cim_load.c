@@ -336,7 +336,7 @@ static HRESULT load_objids(loader *L, const uint8_t guid[16], uint16_t n, uint32
                 off = cim_get64(ent + 32);
                 if (len == 0 || off < CIM_REGION_HEADER_SIZE || len > L->sizes[global] || off > L->sizes[global] - len)
                     continue; /* an entry we cannot trust is simply not used */
-                hr = cim_dedup_add(&L->img->dedup, len, ent + 8, CIM_OFFSET(global, off));
+                hr = cim_dedup_add(&L->img->dedup, len, ent + 8, CIM_OFFSET(global, off), CIM_DEDUP_UNVERIFIED);
             }
         }
     }
@@ -477,10 +477,17 @@ HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
         total += img->parent_sets[i].count;
     }
 done:
-    if (L.files)
-        for (total = 0; total < L.nregions; total++) cim_file_close(L.files[total]);
-    free(L.files);
-    free(L.sizes);
+    if (hr >= 0) {
+        /* Kept open: inherited dedup entries are checked against these files. */
+        img->parent_files = L.files;
+        img->parent_sizes = L.sizes;
+    } else {
+        if (L.files)
+            for (total = 0; total < L.nregions; total++) cim_file_close(L.files[total]);
+        free(L.files);
+        free(L.sizes);
+        img->parent_region_count = 0; /* nothing of the parent is kept */
+    }
     free(L.table_off);
     free(L.table_count);
     free(L.table_esize);

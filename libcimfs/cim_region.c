@@ -223,7 +223,7 @@ HRESULT cim_dedup_init(cim_dedup *d)
 {
     d->cap = 1024;
     d->count = 0;
-    d->slots = (cim_objid *)calloc(d->cap, sizeof *d->slots);
+    d->slots = (cim_dedup_slot *)calloc(d->cap, sizeof *d->slots);
     return d->slots ? CIMFS_S_OK : CIMFS_E_OUTOFMEMORY;
 }
 
@@ -238,42 +238,77 @@ static size_t slot_of(const cim_dedup *d, uint64_t length, const uint8_t *digest
     return (size_t)((cim_get64(digest) ^ length * UINT64_C(0x9E3779B97F4A7C15)) & (d->cap - 1));
 }
 
-uint64_t cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest)
+cim_dedup_slot *cim_dedup_find(const cim_dedup *d, uint64_t length, const uint8_t *digest)
 {
     size_t i = slot_of(d, length, digest);
     while (d->slots[i].offset != 0) {
-        if (d->slots[i].length == length && memcmp(d->slots[i].digest, digest, CIM_DIGEST_SIZE) == 0)
-            return d->slots[i].offset;
+        cim_dedup_slot *s = &d->slots[i];
+        if (s->state != CIM_DEDUP_DEAD && s->length == length && memcmp(s->digest, digest, CIM_DIGEST_SIZE) == 0)
+            return s;
         i = (i + 1) & (d->cap - 1);
     }
-    return 0;
+    return NULL;
 }
 
-static void insert(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t offset)
+static void insert(cim_dedup *d, const cim_dedup_slot *src)
 {
-    size_t i = slot_of(d, length, digest);
+    size_t i = slot_of(d, src->length, src->digest);
     while (d->slots[i].offset != 0) i = (i + 1) & (d->cap - 1);
-    d->slots[i].length = length;
-    memcpy(d->slots[i].digest, digest, CIM_DIGEST_SIZE);
-    d->slots[i].offset = offset;
+    d->slots[i] = *src;
     d->count++;
 }
 
-HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset)
+HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint64_t region_offset,
+                      enum cim_dedup_state state)
 {
+    cim_dedup_slot slot;
     if (region_offset == 0 || cim_dedup_find(d, length, digest)) return CIMFS_S_OK;
     if ((d->count + 1) * 2 > d->cap) {
         cim_dedup bigger;
         size_t i;
         bigger.cap = d->cap * 2;
         bigger.count = 0;
-        bigger.slots = (cim_objid *)calloc(bigger.cap, sizeof *bigger.slots);
+        bigger.slots = (cim_dedup_slot *)calloc(bigger.cap, sizeof *bigger.slots);
         if (!bigger.slots) return CIMFS_E_OUTOFMEMORY;
         for (i = 0; i < d->cap; i++)
-            if (d->slots[i].offset) insert(&bigger, d->slots[i].length, d->slots[i].digest, d->slots[i].offset);
+            if (d->slots[i].offset && d->slots[i].state != CIM_DEDUP_DEAD) insert(&bigger, &d->slots[i]);
         free(d->slots);
         *d = bigger;
     }
-    insert(d, length, digest, region_offset);
+    memset(&slot, 0, sizeof slot);
+    slot.length = length;
+    memcpy(slot.digest, digest, CIM_DIGEST_SIZE);
+    slot.offset = region_offset;
+    slot.state = (uint8_t)state;
+    insert(d, &slot);
     return CIMFS_S_OK;
+}
+
+/* Reads a parent's object back and compares its digest. */
+static int parent_object_matches(cim_image *img, uint64_t offset, uint64_t length, const uint8_t *digest)
+{
+    uint32_t idx = CIM_OFFSET_INDEX(offset);
+    uint64_t pos = CIM_OFFSET_BYTES(offset), done = 0;
+    uint8_t buf[64 * 1024], got[32];
+    cim_sha256_ctx sha;
+    if (idx >= img->parent_region_count || !img->parent_files || !img->parent_files[idx]) return 0;
+    if (length > img->parent_sizes[idx] || pos > img->parent_sizes[idx] - length) return 0;
+    cim_sha256_init(&sha);
+    while (done < length) {
+        size_t k = length - done > sizeof buf ? sizeof buf : (size_t)(length - done);
+        if (cim_file_pread(img->parent_files[idx], buf, k, pos + done) < 0) return 0;
+        cim_sha256_update(&sha, buf, k);
+        done += k;
+    }
+    cim_sha256_final(&sha, got);
+    return memcmp(got, digest, CIM_DIGEST_SIZE) == 0;
+}
+
+uint64_t cim_dedup_lookup(cim_image *img, uint64_t length, const uint8_t *digest)
+{
+    cim_dedup_slot *s = cim_dedup_find(&img->dedup, length, digest);
+    if (!s) return 0;
+    if (s->state == CIM_DEDUP_UNVERIFIED)
+        s->state = (uint8_t)(parent_object_matches(img, s->offset, length, digest) ? CIM_DEDUP_TRUSTED : CIM_DEDUP_DEAD);
+    return s->state == CIM_DEDUP_TRUSTED ? s->offset : 0;
 }

@@ -63,6 +63,15 @@ static void store(cim_stream_state *s, uint64_t offset, uint64_t len_type)
     d->len_type = len_type;
 }
 
+void cim_stream_abort(cim_image *img)
+{
+    cim_stream_state *s = &img->stream;
+    s->open = 0;
+    if (s->is_dir) return;
+    if (s->region) cim_region_rewind(s->region, s->pre_align);
+    store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+}
+
 HRESULT cim_stream_finish(cim_image *img)
 {
     static const uint8_t zeros[CIM_PAGE];
@@ -91,23 +100,22 @@ HRESULT cim_stream_finish(cim_image *img)
         tail -= k;
     }
     if (hr < 0) {
-        /* Keep the image consistent: the stream ends up sparse (all zeros). */
-        cim_region_rewind(s->region, s->pre_align);
-        store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+        cim_stream_abort(img); /* keep the image consistent; the error fails the commit */
         return hr;
     }
     cim_sha256_final(&s->sha, digest);
-    found = cim_dedup_find(&img->dedup, s->capacity, digest);
+    found = cim_dedup_lookup(img, s->capacity, digest);
     if (found) {
         cim_region_rewind(s->region, s->pre_align);
         store(s, found, CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
         return CIMFS_S_OK;
     }
     hr = cim_region_add_objid(s->region, s->capacity, digest, s->start);
-    if (hr >= 0) hr = cim_dedup_add(&img->dedup, s->capacity, digest, CIM_OFFSET(s->region->global_index, s->start));
+    if (hr >= 0)
+        hr = cim_dedup_add(&img->dedup, s->capacity, digest, CIM_OFFSET(s->region->global_index, s->start),
+                           CIM_DEDUP_TRUSTED);
     if (hr < 0) {
-        cim_region_rewind(s->region, s->pre_align);
-        store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+        cim_stream_abort(img);
         return hr;
     }
     store(s, CIM_OFFSET(s->region->global_index, s->start), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));

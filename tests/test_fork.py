@@ -134,3 +134,33 @@ def test_corrupt_parent_is_file_corrupt(workdir, damage):
     w = Writer(workdir, "child.cim", existing="base.cim")
     assert w.hr == HR_FILE_CORRUPT
     assert not (workdir / "child.cim").exists()
+
+
+def test_damaged_parent_objectid_entry_never_gives_new_content_wrong_bytes(workdir):
+    """Objectid files are not read at mount time, so they can be stale: an
+    inherited entry is trusted only after its bytes hash to its digest."""
+    y, x = b"Y" * 5000, b"X" * 5000
+    w = Writer(workdir, "base.cim")
+    w.add("y", y)
+    parent = w.finish()
+    guid = parent.region_sets[-1][0]
+    objid = workdir / ("objectid_%s_1" % guid)
+    raw = bytearray(objid.read_bytes())
+    table, count = struct.unpack_from("<II", raw, 40)
+    for k in range(count):
+        length, digest, off = struct.unpack_from("<Q24sQ", raw, table + 40 * k)
+        if digest == hashlib.sha256(y).digest()[:24]:
+            raw[table + 40 * k + 8: table + 40 * k + 32] = hashlib.sha256(x).digest()[:24]  # lies: "X is here"
+    good = objid.read_bytes()
+    objid.write_bytes(bytes(raw))
+    child = Writer(workdir, "child.cim", existing="base.cim")
+    child.add("x", x)
+    child.add("y2", y)  # a true entry is still used
+    assert child.commit() == S_OK
+    child.close()
+    objid.write_bytes(good)  # so that the reader's check looks at the child alone
+    img = Image(str(workdir / "child.cim"))
+    img.check()
+    assert img.read(img.lookup("x")) == x
+    assert img.record(img.lookup("x")).stream_offset >> 48 == 3 + 1  # stored in the child's own data region
+    assert img.record(img.lookup("y2")).stream_offset == img.record(img.lookup("y")).stream_offset
