@@ -1,20 +1,36 @@
 """cimfs_cffi: write CimFS images on any OS.
 
-The compiled module ``cimfs_cffi._cimfs`` exposes the Windows ``cimfs.h``
-API (``lib.CimCreateImage``, ``lib.CimCreateFile``, ...) with the same names,
-signatures and HRESULTs.  Behind it sits either the bundled portable writer
-or, on Windows, ``cimfs.dll``; the functions below tell and choose which.
+Most users want :class:`Image`::
+
+    from cimfs_cffi import Image, FileMetadata
+
+    with Image.create("/tmp/images", "layer.cim") as image:
+        image.add_directory("Files")
+        image.add_file("Files/hello.txt", b"hello")
+        image.create_hard_links([("Files/again.txt", "Files/hello.txt")])
+        image.commit()
+
+The raw ``cimfs.h`` API (``lib.CimCreateImage``, ...) stays available as
+``cimfs_cffi.lib``/``cimfs_cffi.ffi`` for callers that need it.
 """
+from . import errors
 from ._cimfs import ffi, lib
+from .errors import (AccessDenied, AlreadyExists, CimError, CorruptImage, DiskFull, InvalidArgument, NotSupported,
+                     OutOfMemory, PathNotFound, SharingViolation, StreamFull)
+from .image import BACKENDS, FileStream, Image
+from .metadata import FileMetadata, ea_buffer, mount_point_reparse, symlink_reparse, to_filetime
 
-__all__ = ["ffi", "lib", "active_backend", "select_backend", "system_backend_available", "BACKENDS"]
+__all__ = [
+    "Image", "FileStream", "FileMetadata", "symlink_reparse", "mount_point_reparse", "ea_buffer", "to_filetime",
+    "errors", "CimError", "InvalidArgument", "PathNotFound", "AccessDenied", "AlreadyExists", "SharingViolation",
+    "StreamFull", "DiskFull", "OutOfMemory", "NotSupported", "CorruptImage",
+    "active_backend", "select_backend", "system_backend_available", "BACKENDS", "ffi", "lib",
+]
 __version__ = "0.1.0"
-
-BACKENDS = {"auto": lib.CIMFS_BACKEND_AUTO, "portable": lib.CIMFS_BACKEND_PORTABLE, "system": lib.CIMFS_BACKEND_SYSTEM}
 
 
 def active_backend() -> str:
-    """Name of the backend new images are created with: "portable" or "system"."""
+    """Name of the backend ``lib.CimCreateImage`` uses: "portable" or "system"."""
     return "system" if lib.CimfsActiveBackend() == lib.CIMFS_BACKEND_SYSTEM else "portable"
 
 
@@ -24,13 +40,13 @@ def system_backend_available() -> bool:
 
 
 def select_backend(name: str) -> None:
-    """Choose the backend for images created from now on: "auto", "portable" or "system".
+    """Choose the backend of ``lib.CimCreateImage`` from now on: "auto",
+    "portable" or "system" (``Image.create`` takes its own ``backend``).
 
-    Raises ValueError for an unknown name and OSError when "system" is asked
-    for on a machine without cimfs.dll.  Handles already open keep theirs.
+    Raises InvalidArgument for an unknown name and NotSupported when "system"
+    is asked for on a machine without cimfs.dll.  Open handles keep theirs.
     """
     if name not in BACKENDS:
-        raise ValueError("unknown backend %r (expected one of %s)" % (name, ", ".join(sorted(BACKENDS))))
-    hr = lib.CimfsSelectBackend(BACKENDS[name])
-    if hr < 0:
-        raise OSError("backend %r is not available here: cimfs.dll not found (HRESULT 0x%08X)" % (name, hr & 0xFFFFFFFF))
+        raise InvalidArgument(errors.E_INVALIDARG, "unknown backend %r (expected one of %s)"
+                              % (name, ", ".join(sorted(BACKENDS))))
+    errors.check(lib.CimfsSelectBackend(BACKENDS[name]), "backend %r is not available here (no cimfs.dll)" % name)

@@ -129,6 +129,14 @@ HRESULT CimMergeMountVerifiedImage(UINT32 numCimPaths, CIMFS_IMAGE_PATH *backing
 HRESULT CimfsSelectBackend(int backend);
 int CimfsActiveBackend(void);
 int CimfsSystemBackendAvailable(void);
+HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM_CREATE_IMAGE_FLAGS flags,
+                                    PCWSTR existingImageName, PCWSTR newImageName,
+                                    CIMFS_IMAGE_HANDLE *cimImageHandle);
+
+/* Bulk hard links (cimfs_cffi extension). */
+#define CIMFS_LINKS_DEFER_MISSING ...
+HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
+                             UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
 
 /* Test hooks of the portable writer: fault injection, SHA-256, upcase. */
 #define CIM_FAULT_CREATE ...

@@ -111,6 +111,71 @@ int CimfsActiveBackend(void)
 #define SYSTEM_ACTIVE() 0
 #endif
 
+HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWSTR existing,
+                                    PCWSTR name, CIMFS_IMAGE_HANDLE *out)
+{
+    if (out) *out = NULL;
+    if (backend == CIMFS_BACKEND_AUTO) backend = CimfsSystemBackendAvailable() ? CIMFS_BACKEND_SYSTEM : CIMFS_BACKEND_PORTABLE;
+    if (backend == CIMFS_BACKEND_PORTABLE) return cim_portable_create_image(dir, flags, existing, name, out);
+    if (backend != CIMFS_BACKEND_SYSTEM) return CIMFS_E_INVALIDARG;
+    if (!CimfsSystemBackendAvailable()) return CIMFS_HR_NOT_SUPPORTED;
+#ifdef _WIN32
+    if (flags == 0) ROUTE_GLOBAL(create_image_fn, "CimCreateImage", dir, existing, name, out);
+    ROUTE_GLOBAL(create_image2_fn, "CimCreateImage2", dir, flags, existing, name, out);
+#else
+    return CIMFS_HR_NOT_SUPPORTED;
+#endif
+}
+
+/* Checks that a pairs buffer holds exactly 2 x count strings, the last NUL at units - 1. */
+static int pairs_buffer_ok(const WCHAR *pairs, size_t units, uint32_t count)
+{
+    size_t i, nuls = 0;
+    if (!pairs || units == 0 || pairs[units - 1] != 0) return 0;
+    for (i = 0; i < units; i++)
+        if (pairs[i] == 0) nuls++;
+    return nuls == 2 * (size_t)count;
+}
+
+HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t units, UINT32 count, UINT32 flags,
+                             UINT32 *deferred, UINT32 *deferred_count, UINT32 *failed_index)
+{
+    if (!failed_index || (flags & ~CIMFS_LINKS_DEFER_MISSING) ||
+        ((flags & CIMFS_LINKS_DEFER_MISSING) && (!deferred || !deferred_count)))
+        return CIMFS_E_INVALIDARG;
+    *failed_index = 0;
+    if (count == 0) return CIMFS_S_OK;
+    if (!pairs_buffer_ok(pairs, units, count)) return CIMFS_E_INVALIDARG;
+#ifdef _WIN32
+    if (IS_SYSTEM(h)) {
+        path2_fn link = SYS(path2_fn, "CimCreateHardLink");
+        size_t pos = 0;
+        UINT32 i;
+        if (!link) return CIMFS_HR_PROC_NOT_FOUND;
+        for (i = 0; i < count; i++) {
+            const WCHAR *new_path = pairs + pos, *existing;
+            HRESULT hr;
+            while (pairs[pos]) pos++;
+            existing = pairs + ++pos;
+            while (pairs[pos]) pos++;
+            pos++;
+            hr = link(h, new_path, existing);
+            if (hr >= 0) continue;
+            /* cimfs.dll cannot tell a missing target from a missing parent of the
+             * new name; both are deferred, and reported when they still fail. */
+            if (hr == CIMFS_HR_PATH_NOT_FOUND && (flags & CIMFS_LINKS_DEFER_MISSING)) {
+                deferred[(*deferred_count)++] = i;
+                continue;
+            }
+            *failed_index = i;
+            return hr;
+        }
+        return CIMFS_S_OK;
+    }
+#endif
+    return cim_portable_create_hard_links(h, pairs, units, count, flags, deferred, deferred_count, failed_index);
+}
+
 HRESULT CimCreateImage(PCWSTR dir, PCWSTR existing, PCWSTR name, CIMFS_IMAGE_HANDLE *out)
 {
 #ifdef _WIN32

@@ -624,7 +624,9 @@ done:
 
 /* ---- CimCreateHardLink ----------------------------------------------------------------- */
 
-static HRESULT hard_link_locked(cim_image *img, PCWSTR path, PCWSTR existing)
+/* *target_missing tells a missing target (which a later pair may create)
+ * from every other failure. */
+static HRESULT hard_link_locked(cim_image *img, PCWSTR path, PCWSTR existing, int *target_missing)
 {
     cim_path np, tp;
     cim_node *tparent, *nparent;
@@ -632,11 +634,15 @@ static HRESULT hard_link_locked(cim_image *img, PCWSTR path, PCWSTR existing)
     const WCHAR *tname, *nname;
     size_t tlen, nlen;
     HRESULT hr = cim_path_parse(path, 0, &np);
+    *target_missing = 0;
     if (hr >= 0) hr = cim_path_parse(existing, 0, &tp);
     if (hr < 0) return hr;
     hr = cim_ns_resolve(&img->ns, &tp, &tparent, &target, &tname, &tlen);
-    if (hr < 0) return hr;
-    if (!target) return CIMFS_HR_PATH_NOT_FOUND;
+    if (hr >= 0 && !target) hr = CIMFS_HR_PATH_NOT_FOUND;
+    if (hr < 0) {
+        *target_missing = 1;
+        return hr;
+    }
     if (target->node->is_dir) return CIMFS_E_ACCESSDENIED;
     hr = cim_ns_resolve(&img->ns, &np, &nparent, &current, &nname, &nlen);
     if (hr < 0) return hr;
@@ -660,10 +666,44 @@ static HRESULT hard_link_locked(cim_image *img, PCWSTR path, PCWSTR existing)
 HRESULT cim_portable_create_hard_link(CIMFS_IMAGE_HANDLE h, PCWSTR path, PCWSTR existing)
 {
     cim_image *img = acquire(h, KIND_IMAGE);
+    int missing;
     HRESULT hr;
     if (!img) return CIMFS_E_INVALIDARG;
     hr = check_open(img);
-    if (hr >= 0) hr = hard_link_locked(img, path, existing);
+    if (hr >= 0) hr = hard_link_locked(img, path, existing, &missing);
+    release(img, 1);
+    return hr;
+}
+
+HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t units, uint32_t count,
+                                       uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,
+                                       uint32_t *failed_index)
+{
+    cim_image *img = acquire(h, KIND_IMAGE);
+    HRESULT hr;
+    uint32_t i;
+    size_t pos = 0;
+    if (!img) return CIMFS_E_INVALIDARG;
+    hr = check_open(img);
+    /* One lock for the whole batch; each pair as CimCreateHardLink would do it. */
+    for (i = 0; hr >= 0 && i < count; i++) {
+        const WCHAR *new_path = pairs + pos, *existing;
+        int missing;
+        HRESULT one;
+        while (pairs[pos]) pos++; /* bounded: the caller checked the NULs */
+        existing = pairs + ++pos;
+        while (pairs[pos]) pos++;
+        pos++;
+        one = hard_link_locked(img, new_path, existing, &missing);
+        if (one >= 0) continue;
+        if (missing && (flags & CIMFS_LINKS_DEFER_MISSING)) {
+            deferred[(*deferred_count)++] = i;
+            continue;
+        }
+        *failed_index = i;
+        hr = one;
+    }
+    (void)units;
     release(img, 1);
     return hr;
 }

@@ -19,6 +19,10 @@ HRESULT cim_portable_create_alternate_stream(CIMFS_IMAGE_HANDLE h, PCWSTR path, 
                                              CIMFS_STREAM_HANDLE *out);
 HRESULT cim_portable_create_hard_link(CIMFS_IMAGE_HANDLE h, PCWSTR path, PCWSTR existing);
 HRESULT cim_portable_delete_path(CIMFS_IMAGE_HANDLE h, PCWSTR path);
+/* The batch of CimfsCreateHardLinks; the buffer was checked by the caller. */
+HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t units, uint32_t count,
+                                       uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,
+                                       uint32_t *failed_index);
 
 /* 1 when `handle` has the shape of a portable handle (live or stale). */
 int cim_portable_handle_shape(const void *handle);

@@ -301,6 +301,37 @@ int CimfsActiveBackend(void);
 /* CimfsSystemBackendAvailable: 1 when cimfs.dll was found and loaded. */
 int CimfsSystemBackendAvailable(void);
 
+/*
+ * CimfsCreateImageWithBackend: CimCreateImage2 on an explicit backend,
+ * whatever CimfsSelectBackend chose.  Returns HR(NOT_SUPPORTED) for the
+ * system backend without cimfs.dll, E_INVALIDARG for an unknown backend,
+ * else what CimCreateImage2 returns.
+ */
+HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM_CREATE_IMAGE_FLAGS flags,
+                                    PCWSTR existingImageName, PCWSTR newImageName,
+                                    CIMFS_IMAGE_HANDLE *cimImageHandle);
+
+/* ---- bulk hard links (cimfs_cffi extension) ------------------------------ */
+
+/* Flag: pairs whose target does not exist are skipped and reported. */
+#define CIMFS_LINKS_DEFER_MISSING 0x1u
+
+/*
+ * CimfsCreateHardLinks: CimCreateHardLink for `count` pairs in one call.
+ * `pairs` holds count x (new path, NUL, existing path, NUL), `units` code
+ * units in all; it must contain exactly 2 x count NULs, the last at
+ * units - 1 (else E_INVALIDARG, nothing done).  Pairs are linked in order,
+ * each exactly as CimCreateHardLink would; the first failure stops the
+ * batch: its HRESULT is returned and *failedIndex set, and the links before
+ * it remain.  With CIMFS_LINKS_DEFER_MISSING, a pair whose target (or the
+ * target's directory) does not exist is not a failure: its index is
+ * appended to deferred[] (room for `count`) and *deferredCount incremented
+ * (set it to 0 first).  The portable backend takes the image lock once per
+ * batch; the system backend loops over cimfs.dll's CimCreateHardLink.
+ */
+HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
+                             UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,466 @@
+"""The Pythonic writer: :class:`Image` and :class:`FileStream` over the raw ``lib``.
+
+Every method validates its arguments at the edge (paths in
+:mod:`cimfs_cffi.paths`, metadata in :mod:`cimfs_cffi.metadata`), calls the C
+API, and turns a failing HRESULT into the matching
+:mod:`cimfs_cffi.errors` exception naming the path(s).  cffi releases the GIL
+during every C call, so other threads keep running while data is written or
+links are made.
+"""
+import itertools
+import os
+import threading
+from typing import BinaryIO, Iterable, Optional, Tuple, Union
+
+from . import errors
+from ._cimfs import ffi, lib
+from .errors import E_INVALIDARG, HR_PATH_NOT_FOUND, InvalidArgument
+from .metadata import DIRECTORY, FileMetadata
+from .paths import PathArg, image_name, image_path, stream_name
+
+__all__ = ["Image", "FileStream", "BACKENDS"]
+
+BACKENDS = {"auto": lib.CIMFS_BACKEND_AUTO, "portable": lib.CIMFS_BACKEND_PORTABLE,
+            "system": lib.CIMFS_BACKEND_SYSTEM}
+
+COPY_CHUNK = 1 << 20          # bytes per CimWriteStream call when copying
+MAX_WRITE = 1 << 30           # CimWriteStream takes a UINT32 size
+LINK_BATCH = 1 << 16          # pairs per call into C for bulk hard links
+
+Data = Union[bytes, bytearray, memoryview, BinaryIO, "os.PathLike[str]"]
+
+_LINK_REASONS = {
+    errors.HR_PATH_NOT_FOUND: "the link target, or the directory of the new name, does not exist",
+    errors.E_ACCESSDENIED: "the link target, or the new name, is a directory",
+    errors.HR_SHARING_VIOLATION: "a stream is still open on this image",
+}
+
+
+class FileStream:
+    """A writable primary or alternate stream of a declared size.
+
+    Write sequentially with :meth:`write`; bytes never written read back as
+    zeros.  Close it (or use ``with``) before the next operation on the image.
+    """
+
+    def __init__(self, image: "Image", handle, path: str, size: int):
+        self._image = image
+        self._handle = handle
+        self.path = path
+        self.size = size
+        self.written = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.written
+
+    def write(self, data) -> int:
+        """Append bytes; returns how many.  Raises StreamFull past the declared
+        size (the bytes that fit are written first), ValueError when closed."""
+        if self._handle is None:
+            raise ValueError("write to a closed stream (%r)" % self.path)
+        view = memoryview(data).cast("B")
+        total = len(view)
+        with self._image._lock:
+            for start in range(0, total, MAX_WRITE):
+                chunk = view[start:start + MAX_WRITE]
+                hr = lib.CimWriteStream(self._handle, ffi.from_buffer(chunk), len(chunk))
+                if hr & 0xFFFFFFFF == errors.HR_HANDLE_EOF:
+                    fitted = min(len(chunk), self.size - self.written)
+                    self.written += fitted
+                    raise errors.StreamFull(hr, "write of %d bytes passes the declared size %d; %d were written"
+                                            % (total, self.size, start + fitted), path=self.path)
+                errors.check(hr, path=self.path)
+                self.written += len(chunk)
+        return total
+
+    def close(self) -> None:
+        """Finish the stream (idempotent)."""
+        with self._image._lock:
+            if self._handle is not None:
+                lib.CimCloseStream(self._handle)
+                self._handle = None
+                if self._image._stream is self:
+                    self._image._stream = None
+
+    def __enter__(self) -> "FileStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<FileStream %r %d/%d bytes%s>" % (self.path, self.written, self.size, " closed" if self.closed else "")
+
+
+class Image:
+    """A CIM image being written.  Create one with :meth:`Image.create`.
+
+    Used as a context manager, leaving the block closes the image: without a
+    :meth:`commit` everything is discarded.  Methods serialize on a per-image
+    lock, so an image can be shared between threads; C calls release the GIL.
+    """
+
+    def __init__(self, handle, directory: str, name: str, backend: str):
+        self._handle = handle
+        self._lock = threading.RLock()
+        self._stream: Optional[FileStream] = None
+        self.directory = directory
+        self.name = name
+        self.backend = backend
+        self.committed = False
+
+    # ---- lifecycle ------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: PathArg, name: str, *, parent: Optional[str] = None,
+               backend: str = "auto") -> "Image":
+        """Start a new image ``name`` in ``directory``.
+
+        ``parent`` names an existing image in the same directory to fork (the
+        new image shares its regions); if it equals ``name``, that image is
+        extended in place when committed.  ``backend`` is "auto" (cimfs.dll
+        where Windows has it, else the portable writer), "portable" or "system".
+
+        Raises PathNotFound (no such directory, or no parent image),
+        AlreadyExists (``name`` exists and is not ``parent``), SharingViolation
+        (another writer holds the directory), NotSupported (no cimfs.dll for
+        "system"), CorruptImage (the parent cannot be read), InvalidArgument.
+        """
+        if backend not in BACKENDS:
+            raise InvalidArgument(E_INVALIDARG, "backend must be one of %s, not %r" % (", ".join(BACKENDS), backend))
+        directory = os.fspath(directory)
+        if not isinstance(directory, str) or not directory:
+            raise InvalidArgument(E_INVALIDARG, "directory must be a non-empty str path", path=repr(directory))
+        directory = os.path.abspath(directory)
+        name = image_name(name)
+        if parent is not None:
+            parent = os.fspath(parent)
+            if os.path.dirname(parent):
+                if os.path.abspath(os.path.dirname(parent)) != directory:
+                    raise InvalidArgument(E_INVALIDARG, "the parent image must be in the same directory",
+                                          path=parent)
+                parent = os.path.basename(parent)
+            parent = image_name(parent)
+        out = ffi.new("CIMFS_IMAGE_HANDLE *")
+        hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, 0,
+                                             parent if parent is not None else ffi.NULL, name, out)
+        if hr < 0:
+            missing_parent = hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND and parent
+            where = os.path.join(directory, parent if missing_parent else name)
+            raise errors.error_for(hr, _create_reason(hr, parent), path=where)
+        chosen = backend
+        if backend == "auto":
+            chosen = "system" if lib.CimfsSystemBackendAvailable() else "portable"
+        return cls(out[0], directory, name, chosen)
+
+    @property
+    def path(self) -> str:
+        """Path of the image file (``directory/name``)."""
+        return os.path.join(self.directory, self.name)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def commit(self) -> None:
+        """Write the image atomically.  Raises SharingViolation (a stream is
+        open), DiskFull or another CimError; on failure nothing under the
+        image's name changed and the image must be closed."""
+        with self._lock:
+            h = self._live()
+            errors.check(lib.CimCommitImage(h), "commit failed" if self._stream is None else
+                         "commit with a stream still open (%r)" % self._stream.path, path=self.path)
+            self.committed = True
+
+    def close(self) -> None:
+        """Release the image (idempotent).  Uncommitted changes are discarded;
+        an open stream is closed first."""
+        with self._lock:
+            if self._handle is None:
+                return
+            if self._stream is not None:
+                self._stream.close()
+            lib.CimCloseImage(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Image":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._handle is not None:
+                lib.CimCloseImage(self._handle)
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("committed" if self.committed else "open")
+        return "<Image %r %s, %s backend>" % (self.path, state, self.backend)
+
+    # ---- content --------------------------------------------------------------
+    def add_directory(self, path: PathArg, metadata: Optional[FileMetadata] = None) -> None:
+        """Add a directory (its parent must exist).  An existing directory keeps
+        its children and takes the new metadata; an existing file is replaced.
+        ``""`` or ``"/"`` updates the root's metadata.
+        Raises PathNotFound (parent missing), InvalidArgument, SharingViolation."""
+        p = image_path(path, allow_root=True)
+        md, keep = (metadata or FileMetadata()).c_struct(ffi, directory=True, size=0, path=p)
+        with self._lock:
+            out = ffi.new("CIMFS_STREAM_HANDLE *")
+            self._check(lib.CimCreateFile(self._live(), p, md, out), p)
+            lib.CimCloseStream(out[0])
+
+    def open_file(self, path: PathArg, size: int, metadata: Optional[FileMetadata] = None) -> FileStream:
+        """Add a file of ``size`` bytes and return its stream to write into.
+        An existing file at ``path`` is replaced (only that name, if it has
+        hard links).  Raises PathNotFound (parent missing), InvalidArgument,
+        SharingViolation (another stream is open)."""
+        p = image_path(path)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidArgument(E_INVALIDARG, "size must be an int >= 0, not %r" % (size,), path=p)
+        md, keep = (metadata or FileMetadata()).c_struct(ffi, directory=False, size=size, path=p)
+        with self._lock:
+            out = ffi.new("CIMFS_STREAM_HANDLE *")
+            self._check(lib.CimCreateFile(self._live(), p, md, out), p)
+            self._stream = FileStream(self, out[0], p, size)
+            return self._stream
+
+    def add_file(self, path: PathArg, data: Data, metadata: Optional[FileMetadata] = None) -> int:
+        """Add a file from ``bytes``, a binary file object, or an ``os.PathLike``
+        to copy from (whose stat() gives the metadata unless ``metadata`` is
+        given).  Data is streamed, never held whole in memory.  Returns the size.
+
+        For a file object the size is ``metadata.size`` if set, else what is
+        left from its position (seekable objects only).  A source that ends
+        early raises InvalidArgument and the half-written file is removed.
+        Raises what :meth:`open_file` raises, and OSError reading the source.
+        """
+        p = image_path(path)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data).cast("B")
+            with self.open_file(p, len(view), metadata) as stream:
+                stream.write(view)
+            return len(view)
+        if isinstance(data, str):
+            raise InvalidArgument(E_INVALIDARG, "data is bytes, a binary file or an os.PathLike; a str is "
+                                  "ambiguous (wrap a source path in pathlib.Path)", path=p)
+        if isinstance(data, os.PathLike):
+            with open(data, "rb") as f:
+                st = os.fstat(f.fileno())
+                md = metadata if metadata is not None else FileMetadata.from_stat(st)
+                size = md.size if md.size is not None else st.st_size
+                return self._copy(p, f, size, md)
+        if hasattr(data, "read"):
+            md = metadata or FileMetadata()
+            size = md.size
+            if size is None:
+                if not (hasattr(data, "seekable") and data.seekable()):
+                    raise InvalidArgument(E_INVALIDARG, "the size of a non-seekable source is unknown; "
+                                          "pass metadata=FileMetadata(size=...)", path=p)
+                here = data.tell()
+                size = data.seek(0, os.SEEK_END) - here
+                data.seek(here)
+            return self._copy(p, data, size, md)
+        raise InvalidArgument(E_INVALIDARG, "data is bytes, a binary file or an os.PathLike, not %s"
+                              % type(data).__name__, path=p)
+
+    def _copy(self, p: str, source, size: int, md: FileMetadata) -> int:
+        buf = bytearray(min(COPY_CHUNK, max(size, 1)))
+        view = memoryview(buf)
+        copied = 0
+        with self.open_file(p, size, md) as stream:
+            while copied < size:
+                want = min(len(buf), size - copied)
+                if hasattr(source, "readinto"):
+                    n = source.readinto(view[:want])
+                else:
+                    chunk = source.read(want)
+                    n = len(chunk)
+                    view[:n] = chunk
+                if not n:
+                    break
+                stream.write(view[:n])
+                copied += n
+        if copied < size:
+            self.delete(p)
+            raise InvalidArgument(E_INVALIDARG, "the source ended after %d of %d bytes; the file was not added"
+                                  % (copied, size), path=p)
+        return size
+
+    def add_alternate_stream(self, path: PathArg, name: str, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Add (or replace) the named stream ``name`` of an existing file or
+        directory.  Raises PathNotFound, InvalidArgument, SharingViolation."""
+        p = image_path(path)
+        s = stream_name(name, p)
+        view = memoryview(data).cast("B")
+        with self._lock:
+            out = ffi.new("CIMFS_STREAM_HANDLE *")
+            self._check(lib.CimCreateAlternateStream(self._live(), p + ":" + s, len(view), out), p + ":" + s)
+            self._stream = FileStream(self, out[0], p + ":" + s, len(view))
+            with self._stream as stream:
+                stream.write(view)
+
+    def delete(self, path: PathArg, *, stream: Optional[str] = None) -> None:
+        """Remove a file name, a directory with everything below it, or (with
+        ``stream``) an alternate stream.  In a forked image this hides the
+        parent's entry.  Raises PathNotFound, InvalidArgument, SharingViolation."""
+        p = image_path(path)
+        if stream is not None:
+            p = p + ":" + stream_name(stream, p)
+        with self._lock:
+            self._check(lib.CimDeletePath(self._live(), p), p)
+
+    # ---- hard links -------------------------------------------------------------
+    def create_hard_link(self, new_path: PathArg, existing_path: PathArg) -> None:
+        """Make ``new_path`` another name of the file at ``existing_path`` (links
+        to links resolve to the file; an existing file at ``new_path`` is
+        replaced).  Raises PathNotFound (target, or the new name's directory,
+        missing), AccessDenied (a directory is involved), InvalidArgument,
+        SharingViolation (a stream is open)."""
+        new = image_path(new_path)
+        old = image_path(existing_path)
+        with self._lock:
+            hr = lib.CimCreateHardLink(self._live(), new, old)
+        if hr < 0:
+            raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF), path=new, existing_path=old)
+
+    def create_hard_links(self, pairs: Iterable[Tuple[PathArg, PathArg]], *, on_missing: str = "error") -> int:
+        """Create many hard links, ``(new_path, existing_path)`` pairs from any
+        iterable, at close to C speed: pairs are packed into one buffer and
+        cross into C once per batch of 65,536, with the GIL released.  Each
+        pair behaves exactly like :meth:`create_hard_link`.
+
+        On the first failing pair the mapped exception is raised with
+        ``.index`` (its position in the input), ``.path`` and
+        ``.existing_path``; the links before it remain.  With
+        ``on_missing="defer"``, pairs whose target does not exist yet are
+        retried after all the others, in input order, until no more succeed
+        (for sources that list links before their targets).  Returns the
+        number of pairs linked.
+        """
+        if on_missing not in ("error", "defer"):
+            raise InvalidArgument(E_INVALIDARG, 'on_missing is "error" or "defer", not %r' % (on_missing,))
+        flags = lib.CIMFS_LINKS_DEFER_MISSING if on_missing == "defer" else 0
+        iterator = iter(pairs)
+        pending = []  # (input index, new, existing) whose target was missing
+        done = 0
+        base = 0
+        while True:
+            batch = list(itertools.islice(iterator, LINK_BATCH))
+            if not batch:
+                break
+            news, olds = _unzip_pairs(batch, base)
+            deferred = self._link_batch(news, olds, range(base, base + len(batch)), flags)
+            pending.extend((base + i, news[i], olds[i]) for i in deferred)
+            done += len(batch) - len(deferred)
+            base += len(batch)
+        while pending:
+            indexes = [i for i, _, _ in pending]
+            news = [n for _, n, _ in pending]
+            olds = [o for _, _, o in pending]
+            deferred = self._link_batch(news, olds, indexes, flags)
+            if len(deferred) == len(pending):
+                # No progress: report the first pair that still fails.
+                self._link_batch(news[:1], olds[:1], indexes[:1], 0)
+                raise AssertionError("unreachable: a deferred link succeeded on its own")  # pragma: no cover
+            done += len(pending) - len(deferred)
+            pending = [pending[i] for i in deferred]
+        return done
+
+    def _link_batch(self, news, olds, indexes, flags) -> list:
+        """One or more C calls for these pairs; returns positions deferred."""
+        deferred_all = []
+        for start in range(0, len(news), LINK_BATCH):
+            n_part, o_part = news[start:start + LINK_BATCH], olds[start:start + LINK_BATCH]
+            count = len(n_part)
+            joined = "\0".join(itertools.chain.from_iterable(zip(n_part, o_part))) + "\0"
+            if joined.count("\0") != 2 * count:  # a path holds a NUL: find which
+                self._raise_pair(n_part, o_part, indexes[start:], E_INVALIDARG, scan=True)
+            # '/' -> '\' once for the whole batch; the C side validates every path.
+            buf = ffi.new("WCHAR[]", joined.replace("/", "\\"))
+            units = ffi.sizeof(buf) // ffi.sizeof("WCHAR") - 1
+            deferred = ffi.new("UINT32[]", count) if flags else ffi.NULL
+            ndeferred = ffi.new("UINT32 *")
+            failed = ffi.new("UINT32 *")
+            with self._lock:
+                hr = lib.CimfsCreateHardLinks(self._live(), buf, units, count, flags, deferred, ndeferred, failed)
+            if hr < 0:
+                self._raise_pair(n_part[failed[0]:], o_part[failed[0]:], indexes[start + failed[0]:], hr)
+            deferred_all.extend(start + deferred[k] for k in range(ndeferred[0]))
+        return deferred_all
+
+    def _raise_pair(self, news, olds, indexes, hr, scan=False):
+        """Raise the error of the first of these pairs (or, with ``scan``, of
+        the first the edge validator rejects), with the validator's reason for
+        a malformed path, else the mapped reason."""
+        if hr & 0xFFFFFFFF == E_INVALIDARG:
+            for i in range(len(news) if scan else 1):
+                try:
+                    image_path(news[i])
+                    image_path(olds[i])
+                except InvalidArgument as e:
+                    raise InvalidArgument(E_INVALIDARG, e.reason, path=news[i], existing_path=olds[i],
+                                          index=indexes[i]) from None
+        raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF),
+                               path=_display(news[0]), existing_path=_display(olds[0]), index=indexes[0])
+
+    # ---- helpers ----------------------------------------------------------------
+    def _live(self):
+        if self._handle is None:
+            raise InvalidArgument(E_INVALIDARG, "the image is closed", path=self.path)
+        if self.committed:
+            raise InvalidArgument(E_INVALIDARG, "the image is committed; no more changes", path=self.path)
+        return self._handle
+
+    def _check(self, hr: int, path: str) -> None:
+        if hr >= 0:
+            return
+        if hr & 0xFFFFFFFF == errors.HR_SHARING_VIOLATION and self._stream is not None:
+            raise errors.SharingViolation(hr, "the stream of %r is still open; close it first" % self._stream.path,
+                                          path=path)
+        raise errors.error_for(hr, "the parent directory does not exist" if hr & 0xFFFFFFFF == HR_PATH_NOT_FOUND
+                               else None, path=path)
+
+
+def _unzip_pairs(batch, base):
+    """Two lists of str from (new, existing) pairs of str or os.PathLike."""
+    news, olds = [], []
+    add_new, add_old = news.append, olds.append
+    fspath = os.fspath
+    for k, pair in enumerate(batch):
+        try:
+            new, old = pair
+            add_new(new if type(new) is str else fspath(new))
+            add_old(old if type(old) is str else fspath(old))
+        except (TypeError, ValueError):
+            raise InvalidArgument(E_INVALIDARG, "pair %d is not a (new_path, existing_path) pair of str or "
+                                  "os.PathLike: %r" % (base + k, pair), index=base + k) from None
+        if type(news[-1]) is not str or type(olds[-1]) is not str:
+            raise InvalidArgument(E_INVALIDARG, "pair %d: bytes paths are not supported" % (base + k), index=base + k)
+    return news, olds
+
+
+def _display(path: str) -> str:
+    return path.replace("/", "\\")
+
+
+def _create_reason(hr: int, parent: Optional[str]) -> Optional[str]:
+    code = hr & 0xFFFFFFFF
+    if code == errors.HR_FILE_NOT_FOUND:
+        return "the parent image %r does not exist" % parent
+    if code == errors.HR_PATH_NOT_FOUND:
+        return "the directory does not exist"
+    if code == errors.HR_FILE_EXISTS:
+        return "an image of that name already exists"
+    if code == errors.HR_SHARING_VIOLATION:
+        return "another image writer holds this directory"
+    if code == errors.HR_NOT_SUPPORTED:
+        return "this backend is not available here (no cimfs.dll)"
+    return None

@@ -1,0 +1,110 @@
+"""Image paths at the edge: accept str or os.PathLike, normalize once, validate.
+
+Rules (the same as the C writer's, which checks again):
+
+* ``/`` and ``\\`` both separate components; one leading separator is
+  ignored; the result uses ``\\``.
+* No empty components (``a//b``, a trailing separator), no ``.`` or ``..``.
+* No NUL, no control characters U+0001-U+001F, none of ``< > : " | ? *``
+  (alternate streams have their own arguments), no unpaired surrogates.
+* A component is at most 255 UTF-16 code units, a path at most 32767.
+
+Errors are :class:`~cimfs_cffi.errors.InvalidArgument` naming the path and the reason.
+"""
+import os
+import re
+from typing import Union
+
+from .errors import E_INVALIDARG, InvalidArgument
+
+PathArg = Union[str, "os.PathLike[str]"]
+
+MAX_NAME_UNITS = 255
+MAX_PATH_UNITS = 32767
+
+_INVALID_CHAR = re.compile(r'[\x00-\x1f<>:"|?*]')
+# Anything the fast path must hand to the slow path for a precise message.
+_SUSPECT = re.compile(r'[\x00-\x1f<>:"|?*]|\\\\|(?:^|\\)\.\.?(?:\\|$)|\\$')
+_LONG_ASCII_NAME = re.compile(r'[^\\]{256}')
+
+
+def _fspath(path) -> str:
+    p = os.fspath(path)  # TypeError for anything that is not a path
+    if not isinstance(p, str):
+        raise InvalidArgument(E_INVALIDARG, "bytes paths are not supported; pass str", path=repr(path))
+    return p
+
+
+def _units(s: str) -> int:
+    """UTF-16 code units of a string (supplementary characters count twice)."""
+    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
+
+
+def _explain(original: str, p: str):
+    """The reason a normalized path is invalid, or None."""
+    if "\0" in p:
+        return "contains a NUL character"
+    if p.endswith("\\"):
+        return "ends with a separator"
+    for comp in p.split("\\"):
+        if comp == "":
+            return "has an empty component"
+        if comp in (".", ".."):
+            return "has a '%s' component" % comp
+        m = _INVALID_CHAR.search(comp)
+        if m:
+            return "has the invalid character %r" % m.group()
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in comp):
+            return "has an unpaired surrogate"
+        if _units(comp) > MAX_NAME_UNITS:
+            return "has a name longer than %d UTF-16 units" % MAX_NAME_UNITS
+    if _units(p) > MAX_PATH_UNITS:
+        return "is longer than %d UTF-16 units" % MAX_PATH_UNITS
+    return None
+
+
+def image_path(path: PathArg, *, allow_root: bool = False) -> str:
+    """Normalize and validate a path inside an image; returns it with ``\\`` separators."""
+    original = path if type(path) is str else _fspath(path)
+    p = original.replace("/", "\\")
+    if p[:1] == "\\":
+        p = p[1:]
+    if not p:
+        if allow_root:
+            return ""
+        raise InvalidArgument(E_INVALIDARG, "the image root cannot be used here", path=original)
+    # Fast path: ASCII (one unit per character), nothing suspicious, no long name.
+    if (p.isascii() and len(p) <= MAX_PATH_UNITS and _SUSPECT.search(p) is None
+            and (len(p) <= MAX_NAME_UNITS or _LONG_ASCII_NAME.search(p) is None)):
+        return p
+    reason = _explain(original, p)
+    if reason:
+        raise InvalidArgument(E_INVALIDARG, "invalid path: " + reason, path=original)
+    return p
+
+
+def stream_name(name: str, path: str = None) -> str:
+    """Validate an alternate stream name (without the ':' and ':$DATA')."""
+    if not isinstance(name, str):
+        raise InvalidArgument(E_INVALIDARG, "stream names are str, not %s" % type(name).__name__, path=path)
+    if name.lower().endswith(":$data"):
+        name = name[:-6]
+    if not name or name in (".", "..") or "\\" in name or "/" in name:
+        raise InvalidArgument(E_INVALIDARG, "invalid stream name %r" % name, path=path)
+    reason = _explain(name, name)
+    if reason:
+        raise InvalidArgument(E_INVALIDARG, "invalid stream name %r: %s" % (name, reason.replace("has ", "")),
+                              path=path)
+    return name
+
+
+def image_name(name: str) -> str:
+    """Validate the file name of an image (no directories in it)."""
+    if not isinstance(name, str):
+        name = _fspath(name)
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise InvalidArgument(E_INVALIDARG, "an image name is a plain file name, without directories", path=name)
+    reason = _explain(name, name)
+    if reason:
+        raise InvalidArgument(E_INVALIDARG, "invalid image name: " + reason, path=name)
+    return name
