@@ -326,8 +326,13 @@ class Image:
         SharingViolation (a stream is open)."""
         new = image_path(new_path)
         old = image_path(existing_path)
-        with self._lock:
-            hr = lib.CimCreateHardLink(self._live(), new, old)
+        # No Python state changes here, so no Python lock: the C writer
+        # serializes calls on the image, and a handle closed meanwhile is
+        # detected there (E_INVALIDARG), never dereferenced.
+        h = self._handle
+        if h is None or self.committed:
+            self._live()
+        hr = lib.CimCreateHardLink(h, new, old)
         if hr < 0:
             raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF), path=new, existing_path=old)
 
@@ -349,67 +354,47 @@ class Image:
             raise InvalidArgument(E_INVALIDARG, 'on_missing is "error" or "defer", not %r' % (on_missing,))
         flags = lib.CIMFS_LINKS_DEFER_MISSING if on_missing == "defer" else 0
         iterator = iter(pairs)
-        pending = []  # (input index, new, existing) whose target was missing
+        pending = []  # (input index, (new, existing)) whose target was missing
         done = 0
         base = 0
         while True:
             batch = list(itertools.islice(iterator, LINK_BATCH))
             if not batch:
                 break
-            news, olds = _unzip_pairs(batch, base)
-            deferred = self._link_batch(news, olds, range(base, base + len(batch)), flags)
-            pending.extend((base + i, news[i], olds[i]) for i in deferred)
+            batch, deferred = self._link_batch(batch, range(base, base + len(batch)), flags)
+            pending.extend((base + k, batch[k]) for k in deferred)
             done += len(batch) - len(deferred)
             base += len(batch)
         while pending:
-            indexes = [i for i, _, _ in pending]
-            news = [n for _, n, _ in pending]
-            olds = [o for _, _, o in pending]
-            deferred = self._link_batch(news, olds, indexes, flags)
+            indexes = [i for i, _ in pending]
+            batch, deferred = self._link_batch([pair for _, pair in pending], indexes, flags)
             if len(deferred) == len(pending):
-                # No progress: report the first pair that still fails.
-                self._link_batch(news[:1], olds[:1], indexes[:1], 0)
+                # No progress: the first pair still missing its target is the error.
+                self._link_batch(batch[:1], indexes[:1], 0)
                 raise AssertionError("unreachable: a deferred link succeeded on its own")  # pragma: no cover
             done += len(pending) - len(deferred)
-            pending = [pending[i] for i in deferred]
+            pending = [pending[k] for k in deferred]
         return done
 
-    def _link_batch(self, news, olds, indexes, flags) -> list:
-        """One or more C calls for these pairs; returns positions deferred."""
-        deferred_all = []
-        for start in range(0, len(news), LINK_BATCH):
-            n_part, o_part = news[start:start + LINK_BATCH], olds[start:start + LINK_BATCH]
-            count = len(n_part)
-            joined = "\0".join(itertools.chain.from_iterable(zip(n_part, o_part))) + "\0"
-            if joined.count("\0") != 2 * count:  # a path holds a NUL: find which
-                self._raise_pair(n_part, o_part, indexes[start:], E_INVALIDARG, scan=True)
-            # '/' -> '\' once for the whole batch; the C side validates every path.
-            buf = ffi.new("WCHAR[]", joined.replace("/", "\\"))
-            units = ffi.sizeof(buf) // ffi.sizeof("WCHAR") - 1
-            deferred = ffi.new("UINT32[]", count) if flags else ffi.NULL
-            ndeferred = ffi.new("UINT32 *")
-            failed = ffi.new("UINT32 *")
-            with self._lock:
-                hr = lib.CimfsCreateHardLinks(self._live(), buf, units, count, flags, deferred, ndeferred, failed)
-            if hr < 0:
-                self._raise_pair(n_part[failed[0]:], o_part[failed[0]:], indexes[start + failed[0]:], hr)
-            deferred_all.extend(start + deferred[k] for k in range(ndeferred[0]))
-        return deferred_all
-
-    def _raise_pair(self, news, olds, indexes, hr, scan=False):
-        """Raise the error of the first of these pairs (or, with ``scan``, of
-        the first the edge validator rejects), with the validator's reason for
-        a malformed path, else the mapped reason."""
-        if hr & 0xFFFFFFFF == E_INVALIDARG:
-            for i in range(len(news) if scan else 1):
-                try:
-                    image_path(news[i])
-                    image_path(olds[i])
-                except InvalidArgument as e:
-                    raise InvalidArgument(E_INVALIDARG, e.reason, path=news[i], existing_path=olds[i],
-                                          index=indexes[i]) from None
-        raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF),
-                               path=_display(news[0]), existing_path=_display(olds[0]), index=indexes[0])
+    def _link_batch(self, batch, indexes, flags):
+        """Link a batch of pairs in one C call per LINK_BATCH.  Returns the
+        pairs as (str, str) and the positions whose target was missing."""
+        batch, data = _pack_pairs(batch, indexes)
+        count = len(batch)
+        buf = ffi.from_buffer("WCHAR[]", data)
+        deferred = ffi.new("UINT32[]", count) if flags else ffi.NULL
+        ndeferred = ffi.new("UINT32 *")
+        failed = ffi.new("UINT32 *")
+        with self._lock:
+            hr = lib.CimfsCreateHardLinks(self._live(), buf, len(data) // 2, count, flags, deferred, ndeferred, failed)
+        if hr < 0:
+            k = failed[0]
+            new, old = batch[k]
+            if hr & 0xFFFFFFFF == E_INVALIDARG:
+                _raise_invalid_pair(batch[k:k + 1], indexes[k:k + 1])
+            raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF), path=_display(new),
+                                   existing_path=_display(old), index=indexes[k])
+        return batch, [deferred[k] for k in range(ndeferred[0])]
 
     # ---- helpers ----------------------------------------------------------------
     def _live(self):
@@ -429,22 +414,53 @@ class Image:
                                else None, path=path)
 
 
-def _unzip_pairs(batch, base):
-    """Two lists of str from (new, existing) pairs of str or os.PathLike."""
-    news, olds = [], []
-    add_new, add_old = news.append, olds.append
-    fspath = os.fspath
-    for k, pair in enumerate(batch):
+def _pack_pairs(batch, indexes):
+    """(pairs as (str, str) tuples, their UTF-16LE buffer "new\0old\0...").
+
+    The common case (pairs of str) costs a few C-level passes over the whole
+    batch; pairs are looked at one by one only to convert os.PathLike items
+    or to explain an error.  '/' becomes '\\' here, once for the batch; the
+    C side then validates every path as CimCreateHardLink does.
+    """
+    try:
+        if set(map(len, batch)) != {2}:
+            raise ValueError
+        joined = "\0".join(itertools.chain.from_iterable(batch))
+    except (TypeError, ValueError):
+        batch = [_one_pair(pair, index) for pair, index in zip(batch, indexes)]
+        joined = "\0".join(itertools.chain.from_iterable(batch))
+    if joined.count("\0") != 2 * len(batch) - 1:
+        _raise_invalid_pair(batch, indexes)  # a path holds a NUL
+    try:
+        data = (joined.replace("/", "\\") + "\0").encode("utf-16-le")
+    except UnicodeEncodeError:
+        _raise_invalid_pair(batch, indexes)  # an unpaired surrogate
+    return batch, data
+
+
+def _one_pair(pair, index):
+    try:
+        new, old = pair
+        new = new if type(new) is str else os.fspath(new)
+        old = old if type(old) is str else os.fspath(old)
+    except (TypeError, ValueError):
+        raise InvalidArgument(E_INVALIDARG, "pair %d is not a (new_path, existing_path) pair of str or "
+                              "os.PathLike: %r" % (index, pair), index=index) from None
+    if type(new) is not str or type(old) is not str:
+        raise InvalidArgument(E_INVALIDARG, "pair %d: bytes paths are not supported" % index, index=index)
+    return new, old
+
+
+def _raise_invalid_pair(batch, indexes):
+    """Raise InvalidArgument for the first pair the edge validator rejects."""
+    for (new, old), index in zip(batch, indexes):
         try:
-            new, old = pair
-            add_new(new if type(new) is str else fspath(new))
-            add_old(old if type(old) is str else fspath(old))
-        except (TypeError, ValueError):
-            raise InvalidArgument(E_INVALIDARG, "pair %d is not a (new_path, existing_path) pair of str or "
-                                  "os.PathLike: %r" % (base + k, pair), index=base + k) from None
-        if type(news[-1]) is not str or type(olds[-1]) is not str:
-            raise InvalidArgument(E_INVALIDARG, "pair %d: bytes paths are not supported" % (base + k), index=base + k)
-    return news, olds
+            image_path(new)
+            image_path(old)
+        except InvalidArgument as e:
+            raise InvalidArgument(E_INVALIDARG, e.reason, path=new, existing_path=old, index=index) from None
+    new, old = batch[0]
+    raise InvalidArgument(E_INVALIDARG, "invalid link", path=new, existing_path=old, index=indexes[0])
 
 
 def _display(path: str) -> str:

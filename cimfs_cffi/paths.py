@@ -23,8 +23,7 @@ MAX_NAME_UNITS = 255
 MAX_PATH_UNITS = 32767
 
 _INVALID_CHAR = re.compile(r'[\x00-\x1f<>:"|?*]')
-# Anything the fast path must hand to the slow path for a precise message.
-_SUSPECT = re.compile(r'[\x00-\x1f<>:"|?*]|\\\\|(?:^|\\)\.\.?(?:\\|$)|\\$')
+_INVALID_CHARS = frozenset('<>:"|?*' + "".join(map(chr, range(32))))
 _LONG_ASCII_NAME = re.compile(r'[^\\]{256}')
 
 
@@ -73,9 +72,13 @@ def image_path(path: PathArg, *, allow_root: bool = False) -> str:
         if allow_root:
             return ""
         raise InvalidArgument(E_INVALIDARG, "the image root cannot be used here", path=original)
-    # Fast path: ASCII (one unit per character), nothing suspicious, no long name.
-    if (p.isascii() and len(p) <= MAX_PATH_UNITS and _SUSPECT.search(p) is None
-            and (len(p) <= MAX_NAME_UNITS or _LONG_ASCII_NAME.search(p) is None)):
+    # Fast path (plain string operations; a regex costs several times more):
+    # ASCII, so one unit per character; no invalid character; no empty
+    # component or trailing separator; no component starting with a dot (so
+    # no "." or ".."; dotted names take the slow path); no name over 255.
+    if (p.isascii() and _INVALID_CHARS.isdisjoint(p) and "\\\\" not in p and p[-1] != "\\"
+            and p[0] != "." and "\\." not in p
+            and (len(p) <= MAX_NAME_UNITS or (len(p) <= MAX_PATH_UNITS and _LONG_ASCII_NAME.search(p) is None))):
         return p
     reason = _explain(original, p)
     if reason:
