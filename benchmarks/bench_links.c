@@ -2,7 +2,10 @@
  * bench_links.c - the C limit for hard-link throughput: a loop calling
  * CimCreateHardLink directly, on the workload of bench_links.py
  * (1,000 directories x 100 files, then 200,000 links into other directories).
- * Built and run by bench_links.py against the same libcimfs sources.
+ * bench_links.py builds it, with the libcimfs sources and the compiler flags
+ * of the extension, into a shared library and calls bench_links_c() in its
+ * own process, so the baseline and the Python figures share machine state.
+ * Built as a program (-DBENCH_MAIN) it runs alone:
  *
  *   bench_links DIR [ROUNDS]   prints: "<links> <best seconds>"
  */
@@ -40,48 +43,81 @@ static void must(HRESULT hr, const char *what)
     }
 }
 
+static WCHAR *news[LINKS], *targets[LINKS];
+
+/* The timed part: the workload's links on a populated image; returns seconds. */
+double bench_links_loop(CIMFS_IMAGE_HANDLE h)
+{
+    char buf[64];
+    int d, f, i;
+    double t0;
+    if (!news[0]) {
+        for (i = 0; i < LINKS; i++) {
+            d = i % DIRS;
+            f = (i / DIRS) % FILES;
+            snprintf(buf, sizeof buf, "d%04d\\l%06d", (d + 1) % DIRS, i);
+            news[i] = wide(buf);
+            snprintf(buf, sizeof buf, "d%04d\\f%03d", d, f);
+            targets[i] = wide(buf);
+        }
+    }
+    t0 = now();
+    for (i = 0; i < LINKS; i++) must(CimCreateHardLink(h, news[i], targets[i]), "CimCreateHardLink");
+    return now() - t0;
+}
+
+/* Populates a new image `name` in `dir` in C, then times its links (the
+ * standalone program's mode). */
+double bench_links_c(const char *dir, const char *name)
+{
+    char buf[64];
+    int d, f;
+    CIMFS_IMAGE_HANDLE h;
+    CIMFS_STREAM_HANDLE s;
+    CIMFS_FILE_METADATA md;
+    WCHAR *p, *q;
+    double t;
+    p = wide(dir);
+    q = wide(name);
+    must(CimCreateImage(p, NULL, q, &h), "CimCreateImage");
+    free(p);
+    free(q);
+    memset(&md, 0, sizeof md);
+    for (d = 0; d < DIRS; d++) {
+        md.Attributes = CIMFS_FILE_ATTRIBUTE_DIRECTORY;
+        snprintf(buf, sizeof buf, "d%04d", d);
+        p = wide(buf);
+        must(CimCreateFile(h, p, &md, &s), "mkdir");
+        free(p);
+        CimCloseStream(s);
+        md.Attributes = 0;
+        for (f = 0; f < FILES; f++) {
+            snprintf(buf, sizeof buf, "d%04d\\f%03d", d, f);
+            p = wide(buf);
+            must(CimCreateFile(h, p, &md, &s), "file");
+            free(p);
+            CimCloseStream(s);
+        }
+    }
+    t = bench_links_loop(h);
+    CimCloseImage(h); /* not committed: only linking is measured */
+    return t;
+}
+
+#ifdef BENCH_MAIN
 int main(int argc, char **argv)
 {
-    static WCHAR *news[LINKS], *targets[LINKS];
-    char buf[64];
-    int rounds = argc > 2 ? atoi(argv[2]) : 3, r, d, f, i;
+    int rounds = argc > 2 ? atoi(argv[2]) : 3, r;
     double best = 1e9;
+    char name[32];
     if (argc < 2) return 2;
-    for (i = 0; i < LINKS; i++) {
-        d = i % DIRS;
-        f = (i / DIRS) % FILES;
-        snprintf(buf, sizeof buf, "d%04d\\l%06d", (d + 1) % DIRS, i);
-        news[i] = wide(buf);
-        snprintf(buf, sizeof buf, "d%04d\\f%03d", d, f);
-        targets[i] = wide(buf);
-    }
     for (r = 0; r < rounds; r++) {
-        CIMFS_IMAGE_HANDLE h;
-        CIMFS_STREAM_HANDLE s;
-        CIMFS_FILE_METADATA md;
-        double t0, t;
-        char name[32];
+        double t;
         snprintf(name, sizeof name, "c%d.cim", r);
-        must(CimCreateImage(wide(argv[1]), NULL, wide(name), &h), "CimCreateImage");
-        memset(&md, 0, sizeof md);
-        for (d = 0; d < DIRS; d++) {
-            md.Attributes = CIMFS_FILE_ATTRIBUTE_DIRECTORY;
-            snprintf(buf, sizeof buf, "d%04d", d);
-            must(CimCreateFile(h, wide(buf), &md, &s), "mkdir");
-            CimCloseStream(s);
-            md.Attributes = 0;
-            for (f = 0; f < FILES; f++) {
-                snprintf(buf, sizeof buf, "d%04d\\f%03d", d, f);
-                must(CimCreateFile(h, wide(buf), &md, &s), "file");
-                CimCloseStream(s);
-            }
-        }
-        t0 = now();
-        for (i = 0; i < LINKS; i++) must(CimCreateHardLink(h, news[i], targets[i]), "CimCreateHardLink");
-        t = now() - t0;
+        t = bench_links_c(argv[1], name);
         if (t < best) best = t;
-        CimCloseImage(h); /* not committed: only linking is measured */
     }
     printf("%d %.6f\n", LINKS, best);
     return 0;
 }
+#endif

@@ -86,6 +86,25 @@ def image_path(path: PathArg, *, allow_root: bool = False) -> str:
     return p
 
 
+def link_paths(new: PathArg, existing: PathArg):
+    """image_path() of both paths of a hard link.
+
+    The common case is checked in one pass over the two paths joined by a
+    separator (the per-link cost matters to high-volume builders): ASCII,
+    no invalid character, no empty or dot-led component, no separator at
+    either end, names short enough.  Anything else, including a leading
+    separator, takes image_path() for each path, which also gives the reason.
+    """
+    if type(new) is str and type(existing) is str:
+        both = (new + "\\" + existing).replace("/", "\\")
+        k = len(new)
+        if (both.isascii() and 0 < k <= MAX_NAME_UNITS and len(both) - k - 1 <= MAX_NAME_UNITS
+                and _INVALID_CHARS.isdisjoint(both) and both[0] not in ".\\" and both[-1] != "\\"
+                and "\\\\" not in both and "\\." not in both):
+            return both[:k], both[k + 1:]
+    return image_path(new), image_path(existing)
+
+
 def stream_name(name: str, path: str = None) -> str:
     """Validate an alternate stream name (without the ':' and ':$DATA')."""
     if not isinstance(name, str):
