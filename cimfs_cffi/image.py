@@ -9,6 +9,7 @@ links are made.
 """
 import itertools
 import os
+import queue
 import threading
 from typing import BinaryIO, Iterable, Optional, Tuple, Union
 
@@ -372,34 +373,31 @@ class Image:
         if on_missing not in ("error", "defer"):
             raise InvalidArgument(E_INVALIDARG, 'on_missing is "error" or "defer", not %r' % (on_missing,))
         flags = lib.CIMFS_LINKS_DEFER_MISSING if on_missing == "defer" else 0
-        if isinstance(pairs, (list, tuple)):  # slicing beats islice for sequences
-            batches = (pairs[i:i + LINK_BATCH] for i in range(0, len(pairs), LINK_BATCH))
-        else:
-            iterator = iter(pairs)
-            batches = iter(lambda: list(itertools.islice(iterator, LINK_BATCH)), [])
         pending = []  # (input index, (new, existing)) whose target was missing
         done = 0
-        base = 0
-        for batch in batches:
-            batch, deferred = self._link_batch(batch, range(base, base + len(batch)), flags)
-            pending.extend((base + k, batch[k]) for k in deferred)
-            done += len(batch) - len(deferred)
-            base += len(batch)
+        batches = _packed_batches(pairs)
+        try:
+            for base, batch, data in batches:
+                batch, deferred = self._link_batch(batch, data, range(base, base + len(batch)), flags)
+                pending.extend((base + k, batch[k]) for k in deferred)
+                done += len(batch) - len(deferred)
+        finally:
+            batches.close()  # stops the packing thread if linking failed
         while pending:
             indexes = [i for i, _ in pending]
-            batch, deferred = self._link_batch([pair for _, pair in pending], indexes, flags)
+            batch, data = _pack_pairs([pair for _, pair in pending], indexes)
+            batch, deferred = self._link_batch(batch, data, indexes, flags)
             if len(deferred) == len(pending):
                 # No progress: the first pair still missing its target is the error.
-                self._link_batch(batch[:1], indexes[:1], 0)
+                self._link_batch(*_pack_pairs(batch[:1], indexes[:1]), indexes[:1], 0)
                 raise AssertionError("unreachable: a deferred link succeeded on its own")  # pragma: no cover
             done += len(pending) - len(deferred)
             pending = [pending[k] for k in deferred]
         return done
 
-    def _link_batch(self, batch, indexes, flags):
-        """Link a batch of pairs in one C call per LINK_BATCH.  Returns the
-        pairs as (str, str) and the positions whose target was missing."""
-        batch, data = _pack_pairs(batch, indexes)
+    def _link_batch(self, batch, data, indexes, flags):
+        """Link packed pairs (see _pack_pairs) in one C call.  Returns the
+        pairs and the positions whose target was missing."""
         count = len(batch)
         buf = ffi.from_buffer("WCHAR[]", data)
         deferred = ffi.new("UINT32[]", count) if flags else ffi.NULL
@@ -434,6 +432,76 @@ class Image:
                                else None, path=path)
 
 
+def _source_batches(pairs):
+    """Lists of at most LINK_BATCH pairs from any iterable."""
+    if isinstance(pairs, (list, tuple)):  # slicing beats islice for sequences
+        for i in range(0, len(pairs), LINK_BATCH):
+            yield pairs[i:i + LINK_BATCH]
+        return
+    iterator = iter(pairs)
+    while True:
+        batch = list(itertools.islice(iterator, LINK_BATCH))
+        if not batch:
+            return
+        yield batch
+
+
+def _packed_batches(pairs):
+    """(first index, pairs, packed buffer) for each batch of the input.
+
+    Past one batch, a helper thread packs the next batches while the caller
+    links the current one (C calls release the GIL), so packing costs no
+    time on a machine with a spare core.  The queue is bounded (memory stays
+    at a few batches) and an error raised while packing (a malformed pair)
+    reaches the caller in input order.
+    """
+    if isinstance(pairs, (list, tuple)) and len(pairs) <= LINK_BATCH:
+        if pairs:
+            batch, data = _pack_pairs(pairs, range(len(pairs)))
+            yield 0, batch, data
+        return
+    packed = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce():
+        base = 0
+        try:
+            for batch in _source_batches(pairs):
+                item = (base,) + _pack_pairs(batch, range(base, base + len(batch)))
+                base += len(batch)
+                while not stop.is_set():
+                    try:
+                        packed.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = None
+        except BaseException as e:  # handed to the caller, which raises it
+            item = e
+        while not stop.is_set():
+            try:
+                packed.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="cimfs-pack-links", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = packed.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def _pack_pairs(batch, indexes):
     """(pairs as (str, str) tuples, their UTF-16LE buffer "new\0old\0...").
 
@@ -452,7 +520,9 @@ def _pack_pairs(batch, indexes):
     if joined.count("\0") != 2 * len(batch) - 1:
         _raise_invalid_pair(batch, indexes)  # a path holds a NUL
     try:
-        data = (joined.replace("/", "\\") + "\0").encode("utf-16-le")
+        if "/" in joined:
+            joined = joined.replace("/", "\\")
+        data = (joined + "\0").encode("utf-16-le")
     except UnicodeEncodeError:
         _raise_invalid_pair(batch, indexes)  # an unpaired surrogate
     return batch, data
