@@ -157,3 +157,28 @@ def test_threads_bulk_linking_into_one_image(image):
         th.join()
     r = committed(image)
     assert sum(1 for p in r.walk() if "\\t" in p) == 8000
+
+
+@pytest.mark.parametrize("source", ["list", "generator"])
+def test_malformed_pair_in_a_later_batch_keeps_earlier_batches(image, monkeypatch, source):
+    """Batches after the first are packed by a helper thread; its errors still
+    carry the input index, and everything before them is linked."""
+    monkeypatch.setattr(image_module, "LINK_BATCH", 5)
+    pairs = [("d2/p%02d" % i, "d0/f0") for i in range(17)] + [("d2/bad", 42)] + [("d2/after", "d0/f0")]
+    with pytest.raises(InvalidArgument) as e:
+        image.create_hard_links(pairs if source == "list" else iter(pairs))
+    assert e.value.index == 17
+    r = committed(image)
+    names = set(r.walk())
+    assert "d2\\p14" in names and "d2\\after" not in names
+
+
+def test_link_failure_stops_the_packing_thread(image, monkeypatch):
+    monkeypatch.setattr(image_module, "LINK_BATCH", 3)
+    before = threading.active_count()
+    counter = iter(range(10 ** 9))
+    pairs = (("d2/x%d" % i, "d0/f0" if i != 4 else "d0/none") for i in counter)  # never ends by itself
+    with pytest.raises(PathNotFound) as e:
+        image.create_hard_links(pairs)
+    assert e.value.index == 4
+    assert threading.active_count() == before
