@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterable, Optional, Tuple, Union
 from . import errors
 from ._cimfs import ffi, lib
 from .errors import E_INVALIDARG, HR_PATH_NOT_FOUND, InvalidArgument
-from .metadata import DIRECTORY, FileMetadata
+from .metadata import FileMetadata
 from .paths import PathArg, image_name, image_path, link_paths, stream_name
 
 __all__ = ["Image", "FileStream", "BACKENDS"]

@@ -3,8 +3,8 @@ import datetime as _dt
 import os
 import stat as _stat
 import struct
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Tuple, Union
 
 from .errors import E_INVALIDARG, InvalidArgument
 

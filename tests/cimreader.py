@@ -337,7 +337,7 @@ class Image:
                     if crec.is_dir:
                         todo.append(child)
         total = sum(t[1] for t in self.tables)
-        for i, (off, count, esize, _) in enumerate(self.tables):
+        for i, (_off, count, esize, _) in enumerate(self.tables):
             if esize < 88 or count > 1024 or (i < len(self.tables) - 1 and count != 1024):
                 bad("file table %d: count %d entry size %d" % (i, count, esize))
         for fid in range(1, total + 1):

@@ -31,7 +31,7 @@ def test_objectid_files_list_every_object_with_sha256_digests(writer):
     writer.add("a", os.urandom(5000))
     writer.add("b", b"small")
     img = writer.finish()  # check() verifies order, bounds and digests
-    for i, r in enumerate(img.regions):
+    for i in range(len(img.regions)):
         raw = open(os.path.join(img.dir, "objectid_%s_%d" % (img.region_sets[-1][0], i)), "rb").read()
         table, count = struct.unpack_from("<II", raw, 40)
         assert table == 48 and len(raw) == 48 + 40 * count and count >= 1

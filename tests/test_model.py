@@ -3,7 +3,6 @@ to the C writer and to a small pure-Python model of the namespace.  Every
 HRESULT must agree, and after commit the image (read back independently)
 must equal the model, including which names share one file."""
 import itertools
-import os
 import tempfile
 
 from hypothesis import HealthCheck, given, settings

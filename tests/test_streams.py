@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import (DIR, E_INVALIDARG, E_POINTER, HR_HANDLE_EOF, HR_SHARING_VIOLATION, S_OK, SPARSE, Writer, ffi,
+from conftest import (E_INVALIDARG, E_POINTER, HR_HANDLE_EOF, HR_SHARING_VIOLATION, S_OK, SPARSE, Writer, ffi,
                       lib, u)
 
 
