@@ -463,29 +463,28 @@ def _packed_batches(pairs):
     packed = queue.Queue(maxsize=2)
     stop = threading.Event()
 
+    def offer(item) -> bool:
+        """Queue an item unless the caller stopped listening; False if it did."""
+        while not stop.is_set():
+            try:
+                packed.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         base = 0
         try:
             for batch in _source_batches(pairs):
                 item = (base,) + _pack_pairs(batch, range(base, base + len(batch)))
                 base += len(batch)
-                while not stop.is_set():
-                    try:
-                        packed.put(item, timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            item = None
+            item = None  # the end
         except BaseException as e:  # handed to the caller, which raises it
             item = e
-        while not stop.is_set():
-            try:
-                packed.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
+        offer(item)
 
     worker = threading.Thread(target=produce, name="cimfs-pack-links", daemon=True)
     worker.start()
