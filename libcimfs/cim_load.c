@@ -28,9 +28,53 @@ typedef struct loader {
     uint16_t *table_count;
     uint16_t *table_esize;
     uint32_t ntables;
-    cim_node **by_id;     /* FileID -> node, filled as the walk meets files */
+    /* FileID -> node for files the walk has met.  A map, not an array: a
+     * valid image may reuse one table's bytes for several tables (identical
+     * tables deduplicate), so the ID range is not bounded by the file sizes,
+     * but the number of names read is. */
+    struct id_slot {
+        uint32_t id;
+        cim_node *node;
+    } *ids;
+    size_t ids_cap, ids_count;
     uint64_t max_id;
 } loader;
+
+static cim_node **id_find(loader *L, uint32_t id)
+{
+    size_t i = (size_t)(id * 2654435761u) & (L->ids_cap - 1);
+    while (L->ids[i].id != 0) {
+        if (L->ids[i].id == id) return &L->ids[i].node;
+        i = (i + 1) & (L->ids_cap - 1);
+    }
+    return NULL;
+}
+
+static HRESULT id_add(loader *L, uint32_t id, cim_node *node)
+{
+    size_t i;
+    if ((L->ids_count + 1) * 2 > L->ids_cap) {
+        struct id_slot *old = L->ids;
+        size_t old_cap = L->ids_cap, k;
+        size_t cap = old_cap ? old_cap * 2 : 1024;
+        L->ids = (struct id_slot *)calloc(cap, sizeof *L->ids);
+        if (!L->ids) {
+            L->ids = old;
+            return CIMFS_E_OUTOFMEMORY;
+        }
+        L->ids_cap = cap;
+        L->ids_count = 0;
+        for (k = 0; k < old_cap; k++)
+            if (old[k].id) (void)id_add(L, old[k].id, old[k].node);
+        free(old);
+    }
+    i = (size_t)(id * 2654435761u) & (L->ids_cap - 1);
+    while (L->ids[i].id != 0) i = (i + 1) & (L->ids_cap - 1);
+    L->ids[i].id = id;
+    L->ids[i].node = node;
+    L->ids_count++;
+    return CIMFS_S_OK;
+}
 
 static HRESULT read_at(loader *L, uint64_t off, void *buf, uint64_t len)
 {
@@ -244,7 +288,10 @@ static HRESULT load_directory(loader *L, cim_node *dir, uint64_t off, uint64_t l
             hr = CORRUPT;
             break;
         }
-        child = L->by_id[id];
+        {
+            cim_node **known = id_find(L, id);
+            child = known ? *known : NULL;
+        }
         if (!child) {
             hr = read_record(L, id, rec);
             if (hr < 0) break;
@@ -253,7 +300,6 @@ static HRESULT load_directory(loader *L, cim_node *dir, uint64_t off, uint64_t l
                 hr = CIMFS_E_OUTOFMEMORY;
                 break;
             }
-            L->by_id[id] = child;
             hr = load_node(L, child, rec);
             if (hr >= 0 && child->is_dir) {
                 /* Remember the directory's table in its data stream until it is read. */
@@ -263,9 +309,9 @@ static HRESULT load_directory(loader *L, cim_node *dir, uint64_t off, uint64_t l
                 (*tail)->work_next = child;
                 *tail = child;
             }
+            if (hr >= 0) hr = id_add(L, id, child);
             if (hr < 0) {
                 /* Not linked yet: the namespace cannot free it, so do it here. */
-                L->by_id[id] = NULL;
                 cim_ns_free_node(&L->img->ns, child);
                 break;
             }
@@ -382,10 +428,7 @@ static HRESULT load_file_tables(loader *L, uint64_t fs_off)
     }
     free(ftd);
     if (hr < 0) return hr;
-    /* FileIDs are bounded by records that exist on disk (>= 88 bytes each). */
-    L->max_id = total;
-    L->by_id = (cim_node **)calloc((size_t)total + 1, sizeof *L->by_id);
-    if (!L->by_id) return CIMFS_E_OUTOFMEMORY;
+    L->max_id = total; /* highest FileID a table can hold */
     return CIMFS_S_OK;
 }
 
@@ -455,8 +498,8 @@ HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
         uint32_t root = cim_get32(fs + 20);
         hr = (root == 0 || root > L.max_id) ? CORRUPT : read_record(&L, root, rec);
         if (hr >= 0 && CIM_STREAM_TYPE(cim_get64(rec + 0x30)) != CIM_STREAM_LINK_TABLE) hr = CORRUPT;
+        if (hr >= 0) hr = id_add(&L, root, img->ns.root);
         if (hr >= 0) {
-            L.by_id[root] = img->ns.root;
             hr = load_node(&L, img->ns.root, rec);
             img->ns.root->data.offset = cim_get64(rec + 0x28);
             img->ns.root->data.len_type = cim_get64(rec + 0x30);
@@ -491,7 +534,7 @@ done:
     free(L.table_off);
     free(L.table_count);
     free(L.table_esize);
-    free(L.by_id);
+    free(L.ids);
     free(sets);
     return hr;
 }

@@ -29,6 +29,11 @@ REPARSE = 0x400
 SPARSE = 0x200
 
 
+def examples(default):
+    """Hypothesis example count: `default`, or CIMFS_TEST_EXAMPLES for longer runs."""
+    return int(os.environ.get("CIMFS_TEST_EXAMPLES", default))
+
+
 def u(hr):
     """HRESULT as the unsigned value the docs print."""
     return hr & 0xFFFFFFFF

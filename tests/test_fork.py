@@ -166,3 +166,20 @@ def test_damaged_parent_objectid_entry_never_gives_new_content_wrong_bytes(workd
     assert img.read(img.lookup("x")) == x
     assert img.record(img.lookup("x")).stream_offset >> 48 == 3 + 1  # stored in the child's own data region
     assert img.record(img.lookup("z2")).stream_offset == img.record(img.lookup("z")).stream_offset
+
+
+def test_identical_file_tables_share_bytes_and_still_fork(workdir):
+    """Records hold no FileID, so two full tables of identical records are one
+    object on disk; the loader must not assume tables are disjoint."""
+    w = Writer(workdir, "base.cim")
+    w.mkdir("d")
+    for i in range(3500):
+        w.create("d\\f%04d" % i)
+        w.close_stream()
+    base = w.finish()
+    assert base.tables[1][0] == base.tables[2][0]  # deduplicated
+    child = Writer(workdir, "child.cim", existing="base.cim")
+    assert child.hr == S_OK
+    child.add("d\\new", b"n")
+    img = child.finish()
+    assert sum(1 for p in img.walk() if p.startswith("d\\")) == 3501

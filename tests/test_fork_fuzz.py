@@ -11,7 +11,7 @@ import tempfile
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import HR_FILE_CORRUPT, S_OK, Writer
+from conftest import HR_FILE_CORRUPT, S_OK, Writer, examples
 from test_create_file import ea_chain, symlink_reparse
 
 _TEMPLATE = None
@@ -43,7 +43,7 @@ def region_files(d):
     return sorted(n for n in os.listdir(d) if n.startswith(("region_", "objectid_")) or n.endswith(".cim"))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_parent_loads_or_is_file_corrupt(data):
     src = template()

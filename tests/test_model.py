@@ -8,7 +8,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import (E_ACCESSDENIED, HR_PATH_NOT_FOUND, S_OK, Writer)
+from conftest import E_ACCESSDENIED, HR_PATH_NOT_FOUND, S_OK, Writer, examples
 
 # Few names, with case variants, so that operations collide often.
 NAMES = ["a", "A", "b", "c\u00e9", "C\u00c9"]
@@ -109,7 +109,7 @@ ops = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, max_size=40))
 def test_writer_matches_model(sequence):
     model = Model()
