@@ -17,7 +17,7 @@ from . import errors
 from ._cimfs import ffi, lib
 from .errors import E_INVALIDARG, HR_PATH_NOT_FOUND, InvalidArgument
 from .metadata import FileMetadata
-from .paths import PathArg, image_name, image_path, link_paths, stream_name
+from .paths import PathArg, str_path, image_name, image_path, link_paths, stream_name
 
 __all__ = ["Image", "FileStream", "BACKENDS"]
 
@@ -339,8 +339,8 @@ class Image:
         # rejection is explained below by the Python validator: the same
         # exception and message as validating first, at a third less cost per
         # link (see README, "Hard links").
-        new = (new_path if type(new_path) is str else _fspath(new_path)).replace("/", "\\")
-        old = (existing_path if type(existing_path) is str else _fspath(existing_path)).replace("/", "\\")
+        new = (new_path if type(new_path) is str else str_path(new_path)).replace("/", "\\")
+        old = (existing_path if type(existing_path) is str else str_path(existing_path)).replace("/", "\\")
         if "\0" in new or "\0" in old:
             link_paths(new_path, existing_path)  # raises, naming the path and the reason
         with self._lock:  # wait for another thread's add_file rather than meet its open stream
@@ -555,13 +555,6 @@ def _raise_invalid_pair(batch, indexes):
             raise InvalidArgument(E_INVALIDARG, e.reason, path=new, existing_path=old, index=index) from None
     new, old = batch[0]
     raise InvalidArgument(E_INVALIDARG, "invalid link", path=new, existing_path=old, index=indexes[0])
-
-
-def _fspath(path) -> str:
-    p = os.fspath(path)
-    if not isinstance(p, str):
-        raise InvalidArgument(E_INVALIDARG, "bytes paths are not supported; pass str", path=repr(path))
-    return p
 
 
 def _display(path: str) -> str:

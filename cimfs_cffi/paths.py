@@ -27,7 +27,7 @@ _INVALID_CHARS = frozenset('<>:"|?*' + "".join(map(chr, range(32))))
 _LONG_ASCII_NAME = re.compile(r'[^\\]{256}')
 
 
-def _fspath(path) -> str:
+def str_path(path) -> str:
     p = os.fspath(path)  # TypeError for anything that is not a path
     if not isinstance(p, str):
         raise InvalidArgument(E_INVALIDARG, "bytes paths are not supported; pass str", path=repr(path))
@@ -64,7 +64,7 @@ def _explain(original: str, p: str):
 
 def image_path(path: PathArg, *, allow_root: bool = False) -> str:
     """Normalize and validate a path inside an image; returns it with ``\\`` separators."""
-    original = path if type(path) is str else _fspath(path)
+    original = path if type(path) is str else str_path(path)
     p = original.replace("/", "\\")
     if p[:1] == "\\":
         p = p[1:]
@@ -123,7 +123,7 @@ def stream_name(name: str, path: str = None) -> str:
 def image_name(name: str) -> str:
     """Validate the file name of an image (no directories in it)."""
     if not isinstance(name, str):
-        name = _fspath(name)
+        name = str_path(name)
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise InvalidArgument(E_INVALIDARG, "an image name is a plain file name, without directories", path=name)
     reason = _explain(name, name)

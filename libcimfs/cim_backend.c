@@ -153,12 +153,9 @@ HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t un
         UINT32 i;
         if (!link) return CIMFS_HR_PROC_NOT_FOUND;
         for (i = 0; i < count; i++) {
-            const WCHAR *new_path = pairs + pos, *existing;
+            const WCHAR *new_path, *existing;
             HRESULT hr;
-            while (pairs[pos]) pos++;
-            existing = pairs + ++pos;
-            while (pairs[pos]) pos++;
-            pos++;
+            cim_next_link_pair(pairs, &pos, &new_path, &existing);
             hr = link(h, new_path, existing);
             if (hr >= 0) continue;
             /* cimfs.dll cannot tell a missing target from a missing parent of the

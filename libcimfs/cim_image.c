@@ -687,13 +687,10 @@ HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs,
     hr = check_open(img);
     /* One lock for the whole batch; each pair as CimCreateHardLink would do it. */
     for (i = 0; hr >= 0 && i < count; i++) {
-        const WCHAR *new_path = pairs + pos, *existing;
+        const WCHAR *new_path, *existing;
         int missing;
         HRESULT one;
-        while (pairs[pos]) pos++; /* bounded: the caller checked the NULs */
-        existing = pairs + ++pos;
-        while (pairs[pos]) pos++;
-        pos++;
+        cim_next_link_pair(pairs, &pos, &new_path, &existing);
         one = hard_link_locked(img, new_path, existing, &missing);
         if (one >= 0) continue;
         if (missing && (flags & CIMFS_LINKS_DEFER_MISSING)) {

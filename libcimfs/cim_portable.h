@@ -24,6 +24,20 @@ HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs,
                                        uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,
                                        uint32_t *failed_index);
 
+/* Steps through a CimfsCreateHardLinks buffer ("new\0existing\0..."):
+ * sets the pair at *pos and moves *pos past it.  The buffer's NULs were
+ * counted by the caller, so the scans stay inside it. */
+static inline void cim_next_link_pair(const WCHAR *pairs, size_t *pos, const WCHAR **new_path,
+                                      const WCHAR **existing)
+{
+    size_t p = *pos;
+    *new_path = pairs + p;
+    while (pairs[p]) p++;
+    *existing = pairs + ++p;
+    while (pairs[p]) p++;
+    *pos = p + 1;
+}
+
 /* 1 when `handle` has the shape of a portable handle (live or stale). */
 int cim_portable_handle_shape(const void *handle);
 
