@@ -82,7 +82,9 @@ int CimfsActiveBackend(void)
 
 /* A handle goes to cimfs.dll only when it is not shaped like one of ours. */
 #ifdef _WIN32
-#define IS_SYSTEM(h) ((h) != NULL && !cim_portable_handle_shape(h))
+/* Without cimfs.dll no handle can be the system backend's: a stray value
+ * then gets the portable answer, E_INVALIDARG. */
+#define IS_SYSTEM(h) ((h) != NULL && !cim_portable_handle_shape(h) && CimfsSystemBackendAvailable())
 #define ROUTE(h, type, name, ...)                                      \
     do {                                                               \
         if (IS_SYSTEM(h)) {                                            \
