@@ -3,15 +3,18 @@
 # so the Windows half of cim_platform.c (CreateFileW share-mode directory
 # lock, MoveFileExW commit, FindFirstFileW cleanup, BCryptGenRandom) and the
 # cimfs.dll routing in cim_backend.c (absent here) really run.  Installs its
-# tools from Debian's packages (root, apt) unless they are already present.
+# tools from Debian/Ubuntu packages (apt, with sudo when not root) unless they
+# are already present.
 # Run locally from the repository root:  .ci/windows-wine.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WINE=/usr/lib/wine/wine64
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null || [ ! -x "$WINE" ]; then
     echo "== windows: installing gcc-mingw-w64-x86-64 and wine64 from Debian"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-mingw-w64-x86-64 wine64 >/dev/null
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"  # CI runners elsewhere are not root
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc-mingw-w64-x86-64 wine64 >/dev/null
 fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
