@@ -245,7 +245,8 @@ class Image:
 
         For a file object the size is ``metadata.size`` if set, else what is
         left from its position (seekable objects only).  A source that ends
-        early raises InvalidArgument and the half-written file is removed.
+        early raises InvalidArgument and the half-written file is removed (a
+        file it replaced at that path is gone too).
         Raises what :meth:`open_file` raises, and OSError reading the source.
         """
         p = image_path(path)
@@ -338,7 +339,7 @@ class Image:
         # there).  The syntax rules are applied by the C writer, whose
         # rejection is explained below by the Python validator: the same
         # exception and message as validating first, at a third less cost per
-        # link (see README, "Hard links").
+        # link (see README, "Validation on the link paths").
         new = (new_path if type(new_path) is str else str_path(new_path)).replace("/", "\\")
         old = (existing_path if type(existing_path) is str else str_path(existing_path)).replace("/", "\\")
         if "\0" in new or "\0" in old:
