@@ -336,14 +336,16 @@ class Image:
         missing), AccessDenied (a directory is involved), InvalidArgument,
         SharingViolation (a stream is open)."""
         # The edge does what C cannot: types, '/' -> '\\', NUL (C would stop
-        # there).  The syntax rules are applied by the C writer, whose
+        # there), surrogate code points.  The syntax rules are applied by the C writer, whose
         # rejection is explained below by the Python validator: the same
         # exception and message as validating first, at a third less cost per
         # link (see README, "Validation on the link paths").
         new = (new_path if type(new_path) is str else str_path(new_path)).replace("/", "\\")
         old = (existing_path if type(existing_path) is str else str_path(existing_path)).replace("/", "\\")
-        if "\0" in new or "\0" in old:
-            link_paths(new_path, existing_path)  # raises, naming the path and the reason
+        if not (new.isascii() and old.isascii()) or "\0" in new or "\0" in old:
+            # Non-ASCII paths get the full check: cffi would turn two surrogate
+            # code points into a valid UTF-16 pair that Python itself rejects.
+            new, old = link_paths(new, old)
         with self._lock:  # wait for another thread's add_file rather than meet its open stream
             h = self._writable
             if h is None:

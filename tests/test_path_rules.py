@@ -21,12 +21,23 @@ def image(tmp_path_factory):
 
 
 def c_accepts(image, path):
-    """Whether the C writer accepts the syntax of `path` as a new link name."""
+    """Whether the C writer accepts the syntax of `path` as a new link name.
+    A str that is not valid Unicode (surrogate code points, even two that
+    would pair up in UTF-16) never reaches C through the API."""
     try:
-        hr = lib.CimCreateHardLink(image._handle, path, "target")
-    except UnicodeEncodeError:  # cffi refuses unpaired surrogates itself
+        path.encode("utf-16-le")
+    except UnicodeEncodeError:
         return False
-    return u(hr) != E_INVALIDARG
+    return u(lib.CimCreateHardLink(image._handle, path, "target")) != E_INVALIDARG
+
+
+def test_surrogate_code_points_are_rejected_by_both_link_methods(image):
+    pair_as_code_points = "\ud800\udc00"  # Python rejects it; as UTF-16 units it would be valid
+    with pytest.raises(InvalidArgument, match="surrogate"):
+        image.create_hard_link(pair_as_code_points, "target")
+    with pytest.raises(InvalidArgument, match="surrogate") as e:
+        image.create_hard_links([("ok", "target"), (pair_as_code_points, "target")])
+    assert e.value.index == 1
 
 
 @settings(max_examples=examples(600), deadline=None)
