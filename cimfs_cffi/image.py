@@ -17,7 +17,7 @@ from . import errors
 from ._cimfs import ffi, lib
 from .errors import E_INVALIDARG, HR_PATH_NOT_FOUND, InvalidArgument
 from .metadata import FileMetadata
-from .paths import PathArg, str_path, image_name, image_path, link_paths, stream_name
+from .paths import PathArg, image_name, image_path, str_path, stream_name
 
 __all__ = ["Image", "FileStream", "BACKENDS"]
 
@@ -345,18 +345,15 @@ class Image:
         if not (new.isascii() and old.isascii()) or "\0" in new or "\0" in old:
             # Non-ASCII paths get the full check: cffi would turn two surrogate
             # code points into a valid UTF-16 pair that Python itself rejects.
-            new, old = link_paths(new, old)
+            new, old = _checked_link_pair(new, old)
         with self._lock:  # wait for another thread's add_file rather than meet its open stream
             h = self._writable
             if h is None:
                 self._live()
-            try:
-                hr = _create_hard_link(h, new, old)
-            except UnicodeEncodeError:  # an unpaired surrogate
-                hr = E_INVALIDARG - (1 << 32)
+            hr = _create_hard_link(h, new, old)
         if hr < 0:
             if hr & 0xFFFFFFFF == E_INVALIDARG:
-                link_paths(new_path, existing_path)  # raises with the reason
+                _checked_link_pair(new_path, existing_path)  # raises with the reason
             raise errors.error_for(hr, _LINK_REASONS.get(hr & 0xFFFFFFFF), path=new, existing_path=old)
 
     def create_hard_links(self, pairs: Iterable[Tuple[PathArg, PathArg]], *, on_missing: str = "error") -> int:
@@ -548,14 +545,18 @@ def _one_pair(pair, index):
     return new, old
 
 
+def _checked_link_pair(new, old, index=None):
+    """image_path() of both paths of a link; an error names both (and the index)."""
+    try:
+        return image_path(new), image_path(old)
+    except InvalidArgument as e:
+        raise InvalidArgument(E_INVALIDARG, e.reason, path=new, existing_path=old, index=index) from None
+
+
 def _raise_invalid_pair(batch, indexes):
     """Raise InvalidArgument for the first pair the edge validator rejects."""
     for (new, old), index in zip(batch, indexes):
-        try:
-            image_path(new)
-            image_path(old)
-        except InvalidArgument as e:
-            raise InvalidArgument(E_INVALIDARG, e.reason, path=new, existing_path=old, index=index) from None
+        _checked_link_pair(new, old, index)
     new, old = batch[0]
     raise InvalidArgument(E_INVALIDARG, "invalid link", path=new, existing_path=old, index=indexes[0])
 

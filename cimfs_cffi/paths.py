@@ -39,7 +39,7 @@ def _units(s: str) -> int:
     return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
 
 
-def _explain(original: str, p: str):
+def _explain(p: str):
     """The reason a normalized path is invalid, or None."""
     if "\0" in p:
         return "contains a NUL character"
@@ -80,29 +80,10 @@ def image_path(path: PathArg, *, allow_root: bool = False) -> str:
             and p[0] != "." and "\\." not in p
             and (len(p) <= MAX_NAME_UNITS or (len(p) <= MAX_PATH_UNITS and _LONG_ASCII_NAME.search(p) is None))):
         return p
-    reason = _explain(original, p)
+    reason = _explain(p)
     if reason:
         raise InvalidArgument(E_INVALIDARG, "invalid path: " + reason, path=original)
     return p
-
-
-def link_paths(new: PathArg, existing: PathArg):
-    """image_path() of both paths of a hard link.
-
-    The common case is checked in one pass over the two paths joined by a
-    separator (the per-link cost matters to high-volume builders): ASCII,
-    no invalid character, no empty or dot-led component, no separator at
-    either end, names short enough.  Anything else, including a leading
-    separator, takes image_path() for each path, which also gives the reason.
-    """
-    if type(new) is str and type(existing) is str:
-        both = (new + "\\" + existing).replace("/", "\\")
-        k = len(new)
-        if (both.isascii() and 0 < k <= MAX_NAME_UNITS and len(both) - k - 1 <= MAX_NAME_UNITS
-                and _INVALID_CHARS.isdisjoint(both) and both[0] not in ".\\" and both[-1] != "\\"
-                and "\\\\" not in both and "\\." not in both):
-            return both[:k], both[k + 1:]
-    return image_path(new), image_path(existing)
 
 
 def stream_name(name: str, path: str = None) -> str:
@@ -113,7 +94,7 @@ def stream_name(name: str, path: str = None) -> str:
         name = name[:-6]
     if not name or name in (".", "..") or "\\" in name or "/" in name:
         raise InvalidArgument(E_INVALIDARG, "invalid stream name %r" % name, path=path)
-    reason = _explain(name, name)
+    reason = _explain(name)
     if reason:
         raise InvalidArgument(E_INVALIDARG, "invalid stream name %r: %s" % (name, reason.replace("has ", "")),
                               path=path)
@@ -126,7 +107,7 @@ def image_name(name: str) -> str:
         name = str_path(name)
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise InvalidArgument(E_INVALIDARG, "an image name is a plain file name, without directories", path=name)
-    reason = _explain(name, name)
+    reason = _explain(name)
     if reason:
         raise InvalidArgument(E_INVALIDARG, "invalid image name: " + reason, path=name)
     return name

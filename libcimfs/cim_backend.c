@@ -73,12 +73,14 @@ HRESULT CimfsSelectBackend(int backend)
     return CIMFS_S_OK;
 }
 
-int CimfsActiveBackend(void)
+/* "auto" is the system backend where cimfs.dll is present, else the portable one. */
+static int resolve_backend(int backend)
 {
-    int b = g_backend;
-    if (b == CIMFS_BACKEND_AUTO) b = CimfsSystemBackendAvailable() ? CIMFS_BACKEND_SYSTEM : CIMFS_BACKEND_PORTABLE;
-    return b;
+    if (backend != CIMFS_BACKEND_AUTO) return backend;
+    return CimfsSystemBackendAvailable() ? CIMFS_BACKEND_SYSTEM : CIMFS_BACKEND_PORTABLE;
 }
+
+int CimfsActiveBackend(void) { return resolve_backend(g_backend); }
 
 /* A handle goes to cimfs.dll only when it is not shaped like one of ours. */
 #ifdef _WIN32
@@ -117,7 +119,7 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR dir, CIM_CREATE_IMAGE_FL
                                     PCWSTR name, CIMFS_IMAGE_HANDLE *out)
 {
     if (out) *out = NULL;
-    if (backend == CIMFS_BACKEND_AUTO) backend = CimfsSystemBackendAvailable() ? CIMFS_BACKEND_SYSTEM : CIMFS_BACKEND_PORTABLE;
+    backend = resolve_backend(backend);
     if (backend == CIMFS_BACKEND_PORTABLE) return cim_portable_create_image(dir, flags, existing, name, out);
     if (backend != CIMFS_BACKEND_SYSTEM) return CIMFS_E_INVALIDARG;
     if (!CimfsSystemBackendAvailable()) return CIMFS_HR_NOT_SUPPORTED;
