@@ -37,8 +37,7 @@ HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, u
     if (hr < 0) return hr;
     start = r->end;
     hr = cim_region_write(r, p, n);
-    if (hr >= 0) hr = cim_region_add_objid(r, n, digest, start);
-    if (hr >= 0) hr = cim_dedup_add(&img->dedup, n, digest, CIM_OFFSET(r->global_index, start), CIM_DEDUP_TRUSTED);
+    if (hr >= 0) hr = cim_dedup_remember(img, r, n, digest, start);
     *out = CIM_OFFSET(r->global_index, start);
     return hr;
 }

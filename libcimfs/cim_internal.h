@@ -249,6 +249,9 @@ uint64_t cim_empty_stream_offset(const cim_image *img);
  * trusting a wrong one would silently give new content someone else's bytes.
  */
 uint64_t cim_dedup_lookup(cim_image *img, uint64_t length, const uint8_t *digest);
+/* Records an object just written at byte offset `start` of region r: its
+ * objectid entry, and its place in the dedup index. */
+HRESULT cim_dedup_remember(cim_image *img, cim_region *r, uint64_t length, const uint8_t *digest, uint64_t start);
 
 /* cim_commit.c */
 HRESULT cim_commit(cim_image *img);

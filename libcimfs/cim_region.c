@@ -312,3 +312,10 @@ uint64_t cim_dedup_lookup(cim_image *img, uint64_t length, const uint8_t *digest
         s->state = (uint8_t)(parent_object_matches(img, s->offset, length, digest) ? CIM_DEDUP_TRUSTED : CIM_DEDUP_DEAD);
     return s->state == CIM_DEDUP_TRUSTED ? s->offset : 0;
 }
+
+HRESULT cim_dedup_remember(cim_image *img, cim_region *r, uint64_t length, const uint8_t *digest, uint64_t start)
+{
+    HRESULT hr = cim_region_add_objid(r, length, digest, start);
+    if (hr >= 0) hr = cim_dedup_add(&img->dedup, length, digest, CIM_OFFSET(r->global_index, start), CIM_DEDUP_TRUSTED);
+    return hr;
+}

@@ -110,10 +110,7 @@ HRESULT cim_stream_finish(cim_image *img)
         store(s, found, CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
         return CIMFS_S_OK;
     }
-    hr = cim_region_add_objid(s->region, s->capacity, digest, s->start);
-    if (hr >= 0)
-        hr = cim_dedup_add(&img->dedup, s->capacity, digest, CIM_OFFSET(s->region->global_index, s->start),
-                           CIM_DEDUP_TRUSTED);
+    hr = cim_dedup_remember(img, s->region, s->capacity, digest, s->start);
     if (hr < 0) {
         cim_stream_abort(img);
         return hr;
