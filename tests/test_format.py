@@ -18,7 +18,7 @@ def test_headers_version_and_region_layout(writer):
     img = writer.finish()
     assert (img.major, img.minor, img.file_type, img.header_length) == (2, 0, 0, 72)
     assert len(img.raw_header) == 72
-    assert [(r.index, r.type) for r in img.regions] == [(0, 0), (1, 1), (2, 2)]
+    assert [(r.local_index, r.type) for r in img.regions] == [(0, 0), (1, 1), (2, 2)]
     for r in img.regions:
         assert r.data[:8] == b"cimfile0"
         assert struct.unpack_from("<IBBHII", r.data, 8) == (40, 1, 0, 0, 2, 0)

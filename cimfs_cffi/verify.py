@@ -1,0 +1,322 @@
+"""Check a CIM image against the format spec's verifier checklist (section 15).
+
+:func:`verify` returns findings instead of stopping at the first problem:
+each names a severity (``error``: the image breaks a rule every reader relies
+on, or its data changed since it was written; ``warning``: legal for a
+reader but not what the known writers produce), the object, and a message.
+Object-ID digests are recomputed, so a flipped byte inside file data is found,
+not only broken structure.
+
+Every structure is reached through :mod:`cimfs_cffi.reader`, whose bounds
+checks turn a damaged object into a finding for that object; the rest of the
+image is still checked.
+"""
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from .errors import CorruptImage
+from .reader import (FT_IMAGE, FT_OBJECTID, FT_REGION, IMAGE_HEADER_SIZE, MAGIC, OBJECTID_ENTRY_SIZE,
+                     OBJECTID_HEADER_SIZE, OFFSET_MASK, REGION_HEADER_SIZE, REGION_SET_SIZE, STREAM_DATA,
+                     STREAM_LINK_TABLE, STREAM_PE_IMAGE, CimImage, LinkTable, Record, Region, _find_file)
+
+__all__ = ["verify", "Finding"]
+
+ERROR, WARNING = "error", "warning"
+DIGEST_SIZE = 24
+_EA_HEADER = struct.Struct("<IBBH")
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str   # "error" or "warning"
+    object: str     # what the finding is about: a file, "file 12 (Files\\a)", "directory 3", ...
+    message: str
+
+    def __str__(self) -> str:
+        return "%s: %s: %s" % (self.severity, self.object, self.message)
+
+
+class _Checker:
+    def __init__(self, image: CimImage):
+        self.image = image
+        self.findings: List[Finding] = []
+        self.names = {image.root_id: "\\"}  # file ID -> first path, for messages
+        self.containers = {}                 # file ID -> set of directory IDs naming it
+
+    def add(self, severity: str, obj: str, message: str) -> None:
+        self.findings.append(Finding(severity, obj, message))
+
+    def guarded(self, obj: str, check: Callable[[], None]) -> None:
+        """Run one object's check; a structure the reader refuses becomes an error finding."""
+        try:
+            check()
+        except CorruptImage as e:
+            self.add(ERROR, obj, e.reason)
+        except (NotADirectoryError, IsADirectoryError) as e:
+            self.add(ERROR, obj, e.strerror)
+
+    def file(self, fid: int) -> str:
+        return "file %d (%s)" % (fid, self.names[fid]) if fid in self.names else "file %d" % fid
+
+    # ---- headers ---------------------------------------------------------------------------------
+    def headers(self) -> None:
+        img = self.image
+        raw = img.header
+        if img.file_type != FT_IMAGE:
+            self.add(ERROR, img.path, "common header type %d (0 for an image file)" % img.file_type)
+        if img.header_length != IMAGE_HEADER_SIZE:
+            self.add(WARNING, img.path, "HeaderLength %d (writers use 72)" % img.header_length)
+        if img.minor != 0:
+            self.add(WARNING, img.path, "minor version %d (0 expected)" % img.minor)
+        if raw[13:16] != bytes(3) or raw[24:32] != bytes(8) or raw[0x32:0x38] != bytes(6) or raw[0x40:0x46] != bytes(6):
+            self.add(ERROR, img.path, "reserved header fields are not zero")
+        parents = struct.unpack_from("<H", raw, 0x46)[0]
+        for i in range(parents + 1):
+            at = IMAGE_HEADER_SIZE + REGION_SET_SIZE * i if i < parents else 0x20
+            if raw[at + 18:at + 24] != bytes(6):
+                self.add(ERROR, img.path, "region set %d: reserved fields are not zero" % i)
+        for r in img.regions:
+            self.region_header(r)
+
+    def region_header(self, r: Region) -> None:
+        name = os.path.basename(r.path)
+        d = r.data
+        if d[12] != FT_REGION:
+            self.add(ERROR, name, "common header type %d (1 for a region file)" % d[12])
+        idx, rtype, res, res2 = struct.unpack_from("<HBBI", d, 32)
+        if idx != r.local_index:
+            self.add(ERROR, name, "header Index %d but the file is region %d of its set" % (idx, r.local_index))
+        if rtype > 2:
+            self.add(ERROR, name, "region type %d (0 metadata, 1 data, 2 small data)" % rtype)
+        if res or res2 or d[13:16] != bytes(3) or d[24:32] != bytes(8):
+            self.add(ERROR, name, "reserved header fields are not zero")
+        if rtype == 1 and r.size % 4096:
+            self.add(WARNING, name, "data region of %d bytes is not a whole number of pages" % r.size)
+
+    # ---- object-ID files (dedup index) -------------------------------------------------------------
+    def objectids(self) -> None:
+        listing = {}
+        for region in self.image.regions:
+            path = _find_file(self.image.directory, "objectid_%s_%d" % (region.set_guid, region.local_index), listing)
+            name = os.path.basename(path)
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except FileNotFoundError:
+                self.add(WARNING, name, "object-ID file is missing (readers do not need it; writers forking"
+                                        " this image cannot deduplicate against this region)")
+                continue
+            self.objectid_file(name, raw, region)
+
+    def objectid_file(self, name: str, raw: bytes, region: Region) -> None:
+        if len(raw) < OBJECTID_HEADER_SIZE or raw[:8] != MAGIC or raw[12] != FT_OBJECTID:
+            self.add(ERROR, name, "not an object-ID file (magic, type or size)")
+            return
+        idx, rtype, _res, _res2, table, count = struct.unpack_from("<HBBIII", raw, 32)
+        if idx != region.local_index or rtype != region.type:
+            self.add(ERROR, name, "Index/Type %d/%d do not match region %d of type %d"
+                     % (idx, rtype, region.local_index, region.type))
+        if table + OBJECTID_ENTRY_SIZE * count > len(raw):
+            self.add(ERROR, name, "%d entries at offset %d run past the file's %d bytes" % (count, table, len(raw)))
+            return
+        prev, matched, mismatched = None, 0, []
+        for k in range(count):
+            length, digest, offset = struct.unpack_from("<Q%dsQ" % DIGEST_SIZE, raw, table + OBJECTID_ENTRY_SIZE * k)
+            if prev is not None and not prev < (length, digest):
+                self.add(WARNING, name, "entries are not sorted by (length, digest) at entry %d" % k)
+            prev = (length, digest)
+            if offset == 0 or offset + length > region.size:
+                self.add(ERROR, name, "entry %d: %d bytes at %d lie outside the region" % (k, length, offset))
+                continue
+            if hashlib.sha256(region.data[offset:offset + length]).digest()[:DIGEST_SIZE] == digest:
+                matched += 1
+            else:
+                mismatched.append((k, offset, length))
+        if mismatched and not matched:
+            self.add(WARNING, name, "no digest is SHA-256/24 of its object (written by another writer?); "
+                                    "data could not be checked against them")
+        else:
+            for k, offset, length in mismatched:
+                self.add(ERROR, name, "entry %d: the %d bytes at offset %d no longer match their digest"
+                         % (k, length, offset))
+
+    # ---- file tables and the tree ----------------------------------------------------------------------
+    def tables(self) -> None:
+        tables = self.image.tables
+        for i, (offset, count, entry_size, reserved) in enumerate(tables):
+            what = "file table %d" % i
+            if entry_size < 88:
+                self.add(ERROR, what, "entry size %d (at least 88)" % entry_size)
+            if count > 1024 or (i < len(tables) - 1 and count != 1024):
+                self.add(ERROR, what, "%d records (1024, fewer only in the last table)" % count)
+            if reserved:
+                self.add(ERROR, what, "reserved field is not zero")
+            self.guarded(what, lambda: self.image.span(offset, count * entry_size, what))
+
+    def tree(self) -> None:
+        img = self.image
+        todo, entered = [img.root_id], {img.root_id}
+        while todo:
+            fid = todo.pop()
+            self.guarded(self.file(fid), lambda: self.directory(fid, todo, entered))
+
+    def directory(self, fid: int, todo: List[int], entered: set) -> None:
+        rec = self.image.record(fid)
+        table = self.image.directory_table(rec, self.names[fid])
+        if table is None:
+            self.add(WARNING, self.file(fid), "directory stream of length 0 (writers store an empty table)")
+            return
+        if table.length != rec.stream_length:
+            self.add(ERROR, self.file(fid), "table Length %d differs from its stream length %d"
+                     % (table.length, rec.stream_length))
+        self.names_in_order(self.file(fid), table)
+        base = "" if fid == self.image.root_id else self.names[fid] + "\\"
+        for name, child in zip(table.names(), table.ids()):
+            self.containers.setdefault(child, set()).add(fid)
+            self.names.setdefault(child, base + name)
+            try:
+                crec = self.image.record(child, base + name)
+            except CorruptImage as e:
+                self.add(ERROR, self.file(fid), "entry %r: %s" % (name, e.reason))
+                continue
+            if crec.is_dir:
+                if child in entered:
+                    self.add(ERROR, self.file(child), "directory reached by a second name %r (a cycle or a"
+                                                     " directory hard link)" % (base + name))
+                    continue
+                entered.add(child)
+                todo.append(child)
+
+    def names_in_order(self, obj: str, table: LinkTable) -> None:
+        names = table.names()
+        supplementary = False
+        for name in names:
+            units = len(name.encode("utf-16-le", "surrogatepass")) // 2
+            supplementary = supplementary or units != len(name)
+            bad = not name or units > 255 or name in (".", "..") or any(c in name for c in "\\/:\0")
+            try:
+                name.encode("utf-16-le")
+            except UnicodeEncodeError:
+                bad = True  # an unpaired surrogate
+            if bad:
+                self.add(ERROR, obj, "invalid name %r" % name)
+        keys = [self.image.key(n) for n in names]
+        for i in range(1, len(keys)):
+            if not keys[i - 1] < keys[i]:
+                self.add(ERROR, obj, "names %r and %r are not in strictly ascending case-insensitive order%s"
+                         % (names[i - 1], names[i], " (duplicates)" if keys[i - 1] == keys[i] else ""))
+                return
+        if supplementary:
+            up = self.image.upcase
+            unit_keys = [[up[u] for u in struct.unpack("<%dH" % (len(b) // 2), b)]
+                         for b in (n.encode("utf-16-le", "surrogatepass") for n in names)]
+            if any(not a < b for a, b in zip(unit_keys, unit_keys[1:])):
+                self.add(WARNING, obj, "UTF-16 code-unit order differs from code-point order here (format spec"
+                                       " unknown #3: a driver comparing code units would not find every name)")
+
+    # ---- every record ----------------------------------------------------------------------------
+    def records(self) -> None:
+        for fid in range(1, self.image.file_count + 1):
+            self.guarded(self.file(fid), lambda: self.record(fid))
+
+    def record(self, fid: int) -> None:
+        img, obj = self.image, self.file(fid)
+        rec = img.record(fid)
+        if fid != img.root_id and fid not in self.containers:
+            self.add(WARNING, obj, "no directory names this file")
+        if fid != img.root_id and fid in self.containers and rec.parent_id not in self.containers[fid]:
+            self.add(WARNING, obj, "ParentFileId %d is not a directory that names it" % rec.parent_id)
+        if rec.flags & ~0x1F or rec.reserved or rec.length_and_type >> 57:
+            self.add(ERROR, obj, "undefined flag bits or reserved fields are set")
+        if rec.stream_type not in (STREAM_DATA, STREAM_LINK_TABLE, STREAM_PE_IMAGE):
+            self.add(ERROR, obj, "default stream type %d" % rec.stream_type)
+        elif not rec.is_dir and not rec.sparse and rec.stream_length:
+            img.stream_runs(rec.stream_offset, rec.stream_length, rec.stream_type, obj)
+        elif not rec.is_dir and not rec.sparse and not rec.stream_offset:
+            self.add(WARNING, obj, "empty file with a null data offset (the Go reader fails to read it)")
+        self.security_descriptor(obj, rec)
+        self.reparse(obj, rec)
+        self.ea(obj, rec)
+        table = img.stream_table(rec)
+        if table is not None:
+            data, at = img.span(rec.stream_table_offset, 4, obj)
+            if struct.unpack_from("<I", data, at)[0] < table.length:
+                self.add(ERROR, obj, "stream table prefix is smaller than the table")
+            self.names_in_order(obj + " streams", table)
+            for name, (offset, lt) in img.streams_of(rec).items():
+                if lt & OFFSET_MASK and not (lt >> 56) & 1:
+                    img.stream_runs(offset, lt & OFFSET_MASK, STREAM_DATA, "%s:%s" % (obj, name))
+
+    def security_descriptor(self, obj: str, rec: Record) -> None:
+        if not rec.sd_offset:
+            self.add(WARNING, obj, "no security descriptor (hcsshim notes an image without one is unusable)")
+            return
+        sd = self.image._counted(rec.sd_offset, 2, obj + " security descriptor")
+        if len(sd) < 20 or sd[0] != 1 or not sd[3] & 0x80:
+            self.add(ERROR, obj, "security descriptor is not a self-relative revision-1 descriptor")
+
+    def reparse(self, obj: str, rec: Record) -> None:
+        if not rec.reparse_offset:
+            if rec.reparse_tag:
+                self.add(WARNING, obj, "reparse tag 0x%08x without reparse data" % rec.reparse_tag)
+            return
+        buf = self.image._counted(rec.reparse_offset, 2, obj + " reparse data")
+        if len(buf) < 8:
+            self.add(ERROR, obj, "reparse buffer of %d bytes (at least the 8-byte header)" % len(buf))
+            return
+        tag, length = struct.unpack_from("<IH", buf)
+        if tag != rec.reparse_tag:
+            self.add(ERROR, obj, "reparse buffer tag 0x%08x differs from the record's 0x%08x" % (tag, rec.reparse_tag))
+        if 8 + length > len(buf):
+            self.add(ERROR, obj, "reparse data length %d runs past the %d-byte buffer" % (length, len(buf)))
+
+    def ea(self, obj: str, rec: Record) -> None:
+        if bool(rec.ea_offset) != bool(rec.ea_length):
+            self.add(ERROR, obj, "EA offset and EA length disagree (one is zero)")
+            return
+        if not rec.ea_offset:
+            return
+        data, start = self.image.span(rec.ea_offset, rec.ea_length, obj + " EA buffer")
+        problem = ea_chain_problem(bytes(data[start:start + rec.ea_length]))
+        if problem:
+            self.add(ERROR, obj, "EA chain: " + problem)
+
+
+def ea_chain_problem(buf: bytes) -> Optional[str]:
+    """Why a FILE_FULL_EA_INFORMATION chain is malformed, or None."""
+    at = 0
+    while True:
+        if at + 8 > len(buf):
+            return "entry at %d runs past the buffer" % at
+        next_offset, _flags, name_len, value_len = _EA_HEADER.unpack_from(buf, at)
+        end = at + 8 + name_len + 1 + value_len
+        if name_len == 0 or end > len(buf) or buf[at + 8 + name_len] != 0:
+            return "entry at %d: name/value lengths do not fit (or the name is not NUL-terminated)" % at
+        if next_offset == 0:
+            return None
+        if next_offset < end - at or next_offset % 4:
+            return "entry at %d: next-entry offset %d overlaps the entry or is unaligned" % (at, next_offset)
+        at += next_offset
+
+
+def verify(path) -> List[Finding]:
+    """Findings for the image at ``path`` (an empty list: the image is clean).
+
+    Raises ``PathNotFound`` when there is no file at ``path``; an image too
+    damaged to open gives one error finding.
+    """
+    try:
+        image = CimImage(path)
+    except CorruptImage as e:
+        return [Finding(ERROR, e.path or os.fspath(path), e.reason)]
+    with image:
+        checker = _Checker(image)
+        checker.headers()
+        checker.tables()
+        checker.tree()
+        checker.records()
+        checker.objectids()
+        return checker.findings
