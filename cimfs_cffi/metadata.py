@@ -217,3 +217,65 @@ def ea_buffer(eas: Mapping[Union[str, bytes], bytes], *, need_ea: bool = False) 
     if len(out) > MAX_BLOB:
         raise InvalidArgument(E_INVALIDARG, "EA buffer of %d bytes is over 65535" % len(out))
     return out
+
+
+@dataclass(frozen=True)
+class ReparseLink:
+    """A symlink or junction reparse buffer, parsed (see :func:`parse_reparse`)."""
+
+    tag: int
+    substitute_name: str
+    print_name: str
+    relative: bool          # symlinks only: SYMLINK_FLAG_RELATIVE
+    is_mount_point: bool
+
+    @property
+    def target(self) -> str:
+        """The target as a user would type it: the print name, else the substitute name."""
+        return self.print_name or self.substitute_name
+
+
+def parse_reparse(buf: bytes) -> Optional[ReparseLink]:
+    """The link in a symlink or mount-point REPARSE_DATA_BUFFER; None for other tags or a
+    buffer whose names do not fit (the caller keeps such data raw)."""
+    if len(buf) < 16:
+        return None
+    tag, length = struct.unpack_from("<IH", buf)
+    if tag not in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
+        return None
+    sub_off, sub_len, prn_off, prn_len = struct.unpack_from("<HHHH", buf, 8)
+    flags, names_at = (struct.unpack_from("<I", buf, 16)[0], 20) if tag == IO_REPARSE_TAG_SYMLINK else (0, 16)
+    end = min(len(buf), 8 + length)
+
+    def name(off, n):
+        if names_at + off + n > end or n % 2:
+            raise ValueError
+        return buf[names_at + off:names_at + off + n].decode("utf-16-le")
+
+    try:
+        return ReparseLink(tag, name(sub_off, sub_len), name(prn_off, prn_len), bool(flags & 1),
+                           tag == IO_REPARSE_TAG_MOUNT_POINT)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def parse_ea_buffer(buf: bytes) -> List[Tuple[bytes, bytes, int]]:
+    """(name, value, flags) of each entry of a FILE_FULL_EA_INFORMATION chain.
+
+    Raises InvalidArgument for a malformed chain (see ``verify.ea_chain_problem``).
+    """
+    out, at = [], 0
+    while True:
+        if at + 8 > len(buf):
+            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d runs past the buffer" % at)
+        next_offset, flags, name_len, value_len = struct.unpack_from("<IBBH", buf, at)
+        name_at = at + 8
+        if name_at + name_len + 1 + value_len > len(buf):
+            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d runs past the buffer" % at)
+        out.append((buf[name_at:name_at + name_len], buf[name_at + name_len + 1:name_at + name_len + 1 + value_len],
+                    flags))
+        if next_offset == 0:
+            return out
+        if next_offset < 8:
+            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d: next offset %d" % (at, next_offset))
+        at += next_offset

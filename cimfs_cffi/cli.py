@@ -1,0 +1,261 @@
+"""The ``cimfs`` command (also ``python -m cimfs_cffi``): a thin front end over the package.
+
+Exit codes: 0 success, 1 failure (or findings from ``verify``), 2 usage.
+Errors are one line on stderr, ``cimfs: error: ...``, never a traceback.
+"""
+import argparse
+import datetime as _dt
+import os
+import sys
+from typing import List, Optional
+
+from .errors import CimError
+from .reader import (ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_HIDDEN, ATTR_READONLY, ATTR_REPARSE_POINT, ATTR_SPARSE,
+                     ATTR_SYSTEM, OFFSET_MASK, SPARSE_BIT, UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
+
+_ATTR_LETTERS = ((ATTR_DIRECTORY, "d"), (ATTR_REPARSE_POINT, "l"), (ATTR_READONLY, "r"), (ATTR_HIDDEN, "h"),
+                 (ATTR_SYSTEM, "s"), (ATTR_ARCHIVE, "a"), (ATTR_SPARSE, "S"))
+_REGION_TYPES = {0: "metadata", 1: "data", 2: "small data"}
+
+
+class Failure(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def _out():
+    return sys.stdout.buffer
+
+
+# ---- info ------------------------------------------------------------------------------------------
+def image_summary(image: CimImage) -> dict:
+    """Counts for ``cimfs info``: one pass over the file records and one over the names."""
+    files = dirs = streams = logical = 0
+    stored_objects = {}
+    for fid in range(1, image.file_count + 1):
+        rec = image.record(fid)
+        if rec.is_dir:
+            dirs += 1
+        else:
+            files += 1
+            if rec.stream_length and not rec.sparse:
+                logical += rec.stream_length
+                stored_objects[(rec.stream_offset, rec.stream_type)] = rec.stream_length
+        for _name, (offset, lat) in image.streams_of(rec).items():
+            streams += 1
+            if lat & OFFSET_MASK and not lat & SPARSE_BIT:
+                logical += lat & OFFSET_MASK
+                stored_objects[(offset, 0)] = lat & OFFSET_MASK
+    names = sum(n for fid, n in image._link_counts().items() if not image.record(fid).is_dir)
+    stored = sum(stored_objects.values())
+    return {"files": files, "directories": dirs, "links": names - files, "streams": streams,
+            "data_bytes": logical, "stored_bytes": stored, "dedup_saved_bytes": logical - stored,
+            "region_bytes": sum(r.size for r in image.regions)}
+
+
+def cmd_info(args) -> int:
+    with open_image(args.image) as image:
+        s = image_summary(image)
+        w = sys.stdout.write
+        w("image:          %s\n" % os.path.abspath(args.image))
+        w("format:         version %d.%d\n" % (image.major, image.minor))
+        own = image.region_sets[-1]
+        w("region set:     %s (%d files)\n" % own)
+        for guid, count in image.region_sets[:-1]:
+            w("parent set:     %s (%d files)\n" % (guid, count))
+        for r in image.regions:
+            w("  %-60s %-10s %12d bytes\n" % (os.path.basename(r.path), _REGION_TYPES.get(r.type, "type %d" % r.type),
+                                             r.size))
+            oid = os.path.join(os.path.dirname(r.path), "objectid" + os.path.basename(r.path)[len("region"):])
+            w("  %-60s %-10s %12s\n" % (os.path.basename(oid), "objectid",
+                                       "%d bytes" % os.path.getsize(oid) if os.path.exists(oid) else "missing"))
+        w("files:          %d\n" % s["files"])
+        w("directories:    %d\n" % s["directories"])
+        w("hard links:     %d (names beyond each file's first)\n" % s["links"])
+        w("streams:        %d alternate data streams\n" % s["streams"])
+        w("data:           %d bytes in files and streams\n" % s["data_bytes"])
+        w("stored:         %d bytes of data objects, %d bytes in region files\n" % (s["stored_bytes"],
+                                                                                  s["region_bytes"]))
+        w("dedup saved:    %d bytes\n" % s["dedup_saved_bytes"])
+    return 0
+
+
+# ---- ls --------------------------------------------------------------------------------------------
+def attr_string(attributes: int) -> str:
+    return "".join(letter if attributes & bit else "-" for bit, letter in _ATTR_LETTERS)
+
+
+def _time(ticks: int) -> str:
+    if not ticks:
+        return "-" * 16
+    when = _dt.datetime(1601, 1, 1) + _dt.timedelta(microseconds=ticks // 10)
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _long_line(name: str, info: FileInfo) -> str:
+    line = "%s %3d %12d %s %s" % (attr_string(info.attributes), info.nlink, info.size, _time(info.last_write_time), name)
+    if info.is_symlink:
+        from .metadata import parse_reparse
+        link = parse_reparse(info.reparse_data)
+        if link is not None:
+            line += " -> " + link.target
+    return line
+
+
+def cmd_ls(args) -> int:
+    with open_image(args.image) as image:
+        info = image.stat(args.path)
+        if not info.is_dir:
+            print(_long_line(info.path, info) if args.long else info.path)
+            return 0
+        todo = [info.path]
+        first = True
+        while todo:
+            directory = todo.pop(0)
+            entries = image.scandir(directory)
+            if args.recursive:
+                print("%s%s:" % ("" if first else "\n", "\\" + directory))
+            first = False
+            for name, child in entries:
+                print(_long_line(name, child) if args.long else name)
+            if args.recursive:
+                todo[:0] = [child.path for _, child in entries if child.is_dir and not child.is_symlink]
+    return 0
+
+
+# ---- cat / extract / export / verify ------------------------------------------------------------------
+def cmd_cat(args) -> int:
+    with open_image(args.image) as image:
+        with image.open(args.path) as f:
+            out = _out()
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+            out.flush()
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from .extract import extract
+    counts, report = extract(args.image, args.dest)
+    for line in report:
+        print("cimfs: warning: %s" % line, file=sys.stderr)
+    if not args.quiet:
+        print("extracted %(files)d files, %(directories)d directories, %(links)d hard links, %(symlinks)d symlinks,"
+              " %(bytes)d bytes" % counts + (" (%d warnings)" % len(report) if report else ""))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+    counts = export(args.image, args.tar)
+    if not args.quiet:
+        print("exported %(files)d files, %(directories)d directories, %(links)d hard links, %(streams)d streams,"
+              " %(bytes)d bytes" % counts)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import ERROR, verify
+    findings = verify(args.image)
+    shown = [f for f in findings if f.severity == ERROR] if args.errors_only else findings
+    for f in shown:
+        print(f)
+    if not args.quiet:
+        errors = sum(f.severity == ERROR for f in findings)
+        print("%s: %d errors, %d warnings" % (args.image, errors, len(findings) - errors), file=sys.stderr)
+    return 1 if shown else 0
+
+
+# ---- argument parsing -----------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="cimfs", formatter_class=raw,
+        description="Build, inspect, check and unpack CimFS images on any OS.",
+        epilog="examples:\n  cimfs build rootfs/ out/layer.cim\n  cimfs info out/layer.cim\n"
+               "  cimfs ls -l out/layer.cim Files\n  cimfs verify out/layer.cim\n"
+               "\nRun 'cimfs COMMAND --help' for the options of a command.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name, func, help_text, examples):
+        c = sub.add_parser(name, help=help_text, description=help_text, formatter_class=raw,
+                           epilog="examples:\n" + "\n".join("  " + e for e in examples))
+        c.set_defaults(func=func)
+        return c
+
+    c = command("info", cmd_info, "Show an image's version, region files and counts.", ["cimfs info layer.cim"])
+    c.add_argument("image", help="the .cim file")
+
+    c = command("ls", cmd_ls, "List a directory of an image (paths use / or \\; matching ignores case).",
+                ["cimfs ls layer.cim", "cimfs ls -l layer.cim Files/Windows", "cimfs ls -lR layer.cim"])
+    c.add_argument("image", help="the .cim file")
+    c.add_argument("path", nargs="?", default="", help="directory or file in the image (default: the root)")
+    c.add_argument("-l", dest="long", action="store_true",
+                   help="long format: attributes (d dir, l reparse, r h s a S), link count, size, time")
+    c.add_argument("-R", dest="recursive", action="store_true", help="list subdirectories recursively")
+
+    c = command("cat", cmd_cat, "Write a file, or one of its alternate streams, to standard output.",
+                ["cimfs cat layer.cim Files/hello.txt", "cimfs cat layer.cim Files/hello.txt:Zone.Identifier"])
+    c.add_argument("image", help="the .cim file")
+    c.add_argument("path", help="PATH or PATH:STREAM")
+
+    c = command("extract", cmd_extract, "Unpack an image into a new or empty directory (POSIX): hard links, "
+                "symlinks, and user.cimfs.* xattrs for what POSIX cannot hold.",
+                ["cimfs extract layer.cim ./rootfs"])
+    c.add_argument("image", help="the .cim file")
+    c.add_argument("dest", help="destination directory (created; must be empty if it exists)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no summary line (warnings still go to stderr)")
+
+    c = command("export", cmd_export, "Write an image as a Windows-layer style PAX tar that 'cimfs build' "
+                "turns back into an identical image (.gz/.bz2/.xz compress).",
+                ["cimfs export layer.cim layer.tar", "cimfs export layer.cim layer.tar.gz"])
+    c.add_argument("image", help="the .cim file")
+    c.add_argument("tar", help="output tar file (written to a temporary name, then renamed)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+    c = command("verify", cmd_verify, "Check an image against the format rules and its object-ID digests. "
+                "Exit status 0 when clean, 1 with findings printed.",
+                ["cimfs verify layer.cim", "cimfs verify --errors-only layer.cim"])
+    c.add_argument("image", help="the .cim file")
+    c.add_argument("--errors-only", action="store_true", help="ignore warnings (exit 0 if only warnings)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no count line on stderr")
+    _add_build(command)
+    return p
+
+
+def _add_build(command) -> None:
+    try:
+        from .build import add_build_command
+    except ImportError:
+        return
+    add_build_command(command)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        try:
+            sys.stdout = None  # nothing more can reach a closed pipe
+        finally:
+            return 1
+    except KeyboardInterrupt:
+        print("cimfs: interrupted", file=sys.stderr)
+        return 130
+    except CimError as e:
+        where = " (%s)" % e.path if e.path and e.path not in e.reason else ""
+        print("cimfs: error: %s%s" % (e.reason, where), file=sys.stderr)
+    except (OSError, ValueError, Failure) as e:
+        if isinstance(e, OSError) and e.strerror:
+            print("cimfs: error: %s%s" % (e.strerror, ": %s" % e.filename if e.filename else ""), file=sys.stderr)
+        else:
+            print("cimfs: error: %s" % e, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

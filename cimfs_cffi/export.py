@@ -1,0 +1,151 @@
+"""``cimfs export``: an image as a Windows-layer style PAX tar (vocabulary in :mod:`.layertar`).
+
+Entries come parents first.  The first name of a file carries its data and
+metadata; its other names are hard-link entries.  Alternate streams follow
+their file as ``path:stream:$DATA`` entries.  The root's metadata is a
+``./`` entry when it differs from the writer's default, so building the tar
+again gives an image the reader sees as identical.
+"""
+import os
+import tarfile
+import tempfile
+from typing import Dict, Optional
+
+from . import layertar as lt
+from .metadata import DIRECTORY, ea_buffer, mount_point_reparse, parse_ea_buffer, parse_reparse, symlink_reparse
+from .reader import NULL_DACL_SD, OFFSET_MASK, SPARSE_BIT, CimImage, FileInfo, corrupt, open_image
+
+__all__ = ["export"]
+
+_COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".xz": "xz"}
+
+
+def _pax_metadata(info: FileInfo, is_root: bool = False) -> Optional[Dict[str, str]]:
+    """The PAX records of a file's metadata (None for a root that has only defaults)."""
+    rec = info._rec
+    sd = info.security_descriptor
+    if is_root and not any(rec.times) and info.attributes == DIRECTORY and sd in (None, NULL_DACL_SD) \
+            and not rec.ea_offset and not rec.reparse_offset:
+        return None
+    pax = {lt.FILEATTR: str(info.attributes),
+           "mtime": lt.pax_time(rec.times[1]), "atime": lt.pax_time(rec.times[3]),
+           "ctime": lt.pax_time(rec.times[2]), lt.CREATIONTIME: lt.pax_time(rec.times[0])}
+    if sd is not None:
+        pax[lt.RAWSD] = lt.b64(sd)
+    ea = info.ea
+    if ea:
+        try:
+            entries = parse_ea_buffer(ea)
+            names_ok = all(0 < len(n) <= 254 and n.isascii() for n, _, _ in entries)
+        except ValueError:
+            entries, names_ok = [], False
+        if names_ok:
+            for name, value, _flags in entries:
+                pax[lt.XATTR_PREFIX + name.decode("ascii")] = lt.b64(value)
+        if not names_ok or ea_buffer({n: v for n, v, _ in entries}) != ea:
+            pax[lt.RAW_EA] = lt.b64(ea)
+    return pax
+
+
+def _link_entry(info: FileInfo, tar_info: tarfile.TarInfo) -> None:
+    """Make a reparse point a symlink entry where the buffer is a link we rebuild exactly."""
+    data = info.reparse_data
+    if data is None:
+        return
+    link = parse_reparse(data)
+    if link is not None and info.size == 0:
+        try:
+            rebuilt = mount_point_reparse(link.target) if link.is_mount_point else \
+                symlink_reparse(link.target, relative=link.relative)
+        except ValueError:
+            rebuilt = None
+        tar_info.type = tarfile.SYMTYPE
+        tar_info.linkname = link.target.replace("\\", "/")
+        tar_info.mode = 0o777
+        if link.is_mount_point:
+            tar_info.pax_headers[lt.MOUNTPOINT] = "1"
+        if rebuilt == data:
+            return
+    tar_info.pax_headers[lt.RAW_REPARSE] = lt.b64(data)
+
+
+def _entry(name: str, info: FileInfo, pax: Dict[str, str]) -> tarfile.TarInfo:
+    t = tarfile.TarInfo(name)
+    t.mtime = max(0, min(int(info.st_mtime), 8 ** 11 - 1))
+    t.mode = 0o755 if info.is_dir else (0o444 if info.attributes & 1 else 0o644)
+    t.pax_headers = pax
+    return t
+
+
+def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileInfo) -> None:
+    for stream, (offset, lat) in image.streams_of(info._rec).items():
+        size, sparse = lat & OFFSET_MASK, bool(lat & SPARSE_BIT)
+        t = tarfile.TarInfo("%s:%s%s" % (name, stream, lt.STREAM_SUFFIX))
+        t.size, t.mtime, t.mode = size, max(0, min(int(info.st_mtime), 8 ** 11 - 1)), 0o644
+        if sparse:
+            t.pax_headers = {lt.SPARSE: "1"}
+        with image.stream_reader(t.name, offset, size, 0, sparse) as f:
+            tar.addfile(t, f)
+
+
+def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
+    """Write the image at ``image_path`` as a PAX tar to ``out_path`` (``.gz``/``.bz2``/``.xz``
+    compress).  The tar appears only when complete.  Returns counts of entries written."""
+    counts = {"files": 0, "directories": 0, "links": 0, "streams": 0, "bytes": 0}
+    out_path = os.fspath(out_path)
+    mode = "w:" + _COMPRESSION.get(os.path.splitext(out_path)[1].lower(), "")
+    directory = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(prefix=".cimfs-export-", suffix=".tmp", dir=directory)
+    try:
+        with open_image(image_path) as image, os.fdopen(fd, "wb") as raw, \
+                tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+            first_name: Dict[int, str] = {}
+            for path, rec in image.iter_tree():
+                info = FileInfo(image, rec, path)
+                if ":" in path or "/" in path:
+                    raise corrupt("name %r cannot be written to a tar (':' and '/' are separators there)" % path)
+                name = path.replace("\\", "/")
+                if not path:
+                    pax = _pax_metadata(info, is_root=True)
+                    if pax is not None:
+                        t = _entry("./", info, pax)
+                        t.type = tarfile.DIRTYPE
+                        tar.addfile(t)
+                        _write_streams(tar, image, ".", info)
+                    continue
+                if rec.id in first_name:
+                    t = tarfile.TarInfo(name)
+                    t.type, t.linkname = tarfile.LNKTYPE, first_name[rec.id]
+                    tar.addfile(t)
+                    counts["links"] += 1
+                    continue
+                first_name[rec.id] = name
+                t = _entry(name, info, _pax_metadata(info))
+                if rec.is_dir:
+                    t.type = tarfile.DIRTYPE
+                    counts["directories"] += 1
+                else:
+                    t.size = info.size
+                    counts["files"] += 1
+                    counts["bytes"] += info.size
+                    if rec.sparse:
+                        t.pax_headers[lt.SPARSE] = "1"
+                _link_entry(info, t)
+                if t.type == tarfile.REGTYPE:
+                    with image.stream_reader(name, rec.stream_offset, rec.stream_length, rec.stream_type,
+                                             rec.sparse) as f:
+                        tar.addfile(t, f)
+                else:
+                    tar.addfile(t)
+                _write_streams(tar, image, name, info)
+                counts["streams"] += len(image.streams_of(rec))
+                if progress:
+                    progress(counts)
+        os.replace(tmp, out_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return counts

@@ -1,0 +1,219 @@
+"""``cimfs extract``: an image's tree onto a POSIX filesystem, never outside the destination.
+
+* Hard links become hard links; symlink reparse points become symlinks when
+  their target, resolved inside the image (following the image's own
+  symlinks), stays inside the destination; junctions and absolute or escaping
+  targets are not followed: the file is kept empty with its reparse buffer in
+  an xattr.
+* What POSIX cannot hold is kept in ``user.cimfs.*`` xattrs where the
+  filesystem allows (``attributes`` for HIDDEN/SYSTEM/ARCHIVE/SPARSE,
+  ``sd`` for a non-default security descriptor, ``ea``, ``reparse``,
+  ``stream.<name>`` per alternate stream) and reported otherwise.
+* READONLY files get mode 0444, others 0644; directories 0755.  Times are
+  set from the image (creation time has no POSIX home).
+* The destination must be empty or absent.  Names are checked (no ``/``,
+  NUL, ``.`` or ``..``), files are created with ``O_EXCL|O_NOFOLLOW``, and
+  nothing is ever written through a symlink.
+"""
+import os
+import posixpath
+import shutil
+from typing import Dict, List, Optional, Tuple
+
+from .metadata import IO_REPARSE_TAG_SYMLINK, parse_reparse
+from .errors import PathNotFound
+from .reader import (ATTR_ARCHIVE, ATTR_HIDDEN, ATTR_READONLY, ATTR_SPARSE, ATTR_SYSTEM, NULL_DACL_SD, OFFSET_MASK,
+                     SPARSE_BIT, UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
+
+__all__ = ["extract", "safe_link_target"]
+
+XATTR_PREFIX = "user.cimfs."
+_KEPT_ATTRS = ATTR_HIDDEN | ATTR_SYSTEM | ATTR_ARCHIVE | ATTR_SPARSE
+_MAX_SYMLINK_HOPS = 40
+_CHUNK = 1 << 20
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+def safe_link_target(image: CimImage, link_path: str, target: str) -> bool:
+    """Whether a relative symlink at ``link_path`` (an image path) resolves inside the image root.
+
+    The target is resolved component by component through the image, following
+    its symlinks (at most 40 hops), so ``..`` after a symlink is judged where
+    the kernel would take it, not lexically.  A component that does not exist
+    ends the walk safely: the kernel fails there too.
+    """
+    parts = [p for p in link_path.split("\\") if p][:-1]
+    pending = [c for c in target.replace("\\", "/").split("/")]
+    if target.startswith(("/", "\\")) or (len(target) > 1 and target[1] == ":"):
+        return False
+    hops = 0
+    while pending:
+        comp = pending.pop(0)
+        if comp in ("", "."):
+            continue
+        if ":" in comp:
+            return False  # the reader would take it for a stream; do not guess
+        if comp == "..":
+            if not parts:
+                return False
+            parts.pop()
+            continue
+        try:
+            info = image.stat("\\".join(parts + [comp]))
+        except PathNotFound:
+            return True
+        link = parse_reparse(info.reparse_data) if info.is_symlink else None
+        if info.reparse_data is not None and info._rec.reparse_tag != IO_REPARSE_TAG_SYMLINK:
+            return False  # a junction or other reparse point: where it leads is not ours to judge
+        if link is None:
+            parts.append(comp)
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINK_HOPS or not link.relative:
+            return False
+        pending = link.target.replace("\\", "/").split("/") + pending
+    return True
+
+
+class _Extractor:
+    def __init__(self, image: CimImage, dest: str):
+        self.image = image
+        self.dest = dest
+        self.report: List[str] = []
+        self.first_path: Dict[int, str] = {}
+        self.dirs: List[Tuple[str, FileInfo]] = []
+        self.can_xattr = hasattr(os, "setxattr")
+        self.counts = {"files": 0, "directories": 0, "links": 0, "symlinks": 0, "bytes": 0}
+
+    def host(self, path: str) -> str:
+        return os.path.join(self.dest, *path.split("\\")) if path else self.dest
+
+    def xattr(self, path: str, host: str, key: str, value: bytes, what: str) -> None:
+        if not self.can_xattr:
+            self.report.append("%s: %s not kept (no xattrs on this OS)" % (path or "\\", what))
+            return
+        try:
+            os.setxattr(host, XATTR_PREFIX + key, value, follow_symlinks=False)
+        except OSError as e:
+            self.report.append("%s: %s not kept (xattr %s%s: %s)" % (path or "\\", what, XATTR_PREFIX, key,
+                                                                    e.strerror or e))
+
+    def run(self) -> None:
+        for path, rec in self.image.iter_tree():
+            names = path.split("\\") if path else []
+            if not all(_valid_name(n) for n in names):
+                self.report.append("%r: name cannot be created on this system; skipped" % path)
+                continue
+            info = FileInfo(self.image, rec, path)
+            if path and rec.id in self.first_path:
+                os.link(self.host(self.first_path[rec.id]), self.host(path), follow_symlinks=False)
+                self.counts["links"] += 1
+                continue
+            self.first_path[rec.id] = path
+            self.entry(path, info)
+        for path, info in reversed(self.dirs):
+            self.times(path, self.host(path), info)
+
+    def entry(self, path: str, info: FileInfo) -> None:
+        host = self.host(path)
+        rec = info._rec
+        kept_reparse = False
+        target = self.symlink_target(path, info)
+        if target is not None:
+            os.symlink(target, host)
+            self.counts["symlinks"] += 1
+        elif info.is_dir:
+            if path:
+                os.mkdir(host, 0o755)
+            self.dirs.append((path, info))
+            self.counts["directories"] += 1
+            kept_reparse = info.reparse_data is not None
+        else:
+            self.write_file(path, host, info)
+            kept_reparse = info.reparse_data is not None
+        if kept_reparse:
+            self.xattr(path, host, "reparse", info.reparse_data, "reparse point (tag 0x%08x)" % rec.reparse_tag)
+        if info.attributes & _KEPT_ATTRS:
+            self.xattr(path, host, "attributes", str(info.attributes).encode(), "attributes 0x%x" % info.attributes)
+        sd = info.security_descriptor
+        if sd is not None and sd != NULL_DACL_SD:
+            self.xattr(path, host, "sd", sd, "security descriptor")
+        if info.ea:
+            self.xattr(path, host, "ea", info.ea, "extended attributes")
+        for stream, (offset, lat) in self.image.streams_of(rec).items():
+            with self.image.stream_reader(stream, offset, lat & OFFSET_MASK, 0, bool(lat & SPARSE_BIT)) as f:
+                self.xattr(path, host, "stream." + stream, f.read(), "alternate stream %r" % stream)
+        if not info.is_dir:
+            self.times(path, host, info)
+
+    def symlink_target(self, path: str, info: FileInfo) -> Optional[str]:
+        """The POSIX target for a symlink reparse point that is safe to create, else None."""
+        data = info.reparse_data
+        if data is None:
+            return None
+        link = parse_reparse(data)
+        if info.is_dir:
+            table = self.image.directory_table(info._rec, path)
+            empty = table is None or table.count == 0
+        else:
+            empty = info.size == 0
+        if link is None or link.is_mount_point or not empty:
+            self.report.append("%s: reparse point (tag 0x%08x) kept as a plain %s" % (
+                path, info.reparse_tag, "directory" if info.is_dir else "file"))
+            return None
+        target = link.target.replace("\\", "/")
+        if not link.relative or not safe_link_target(self.image, path, link.target):
+            self.report.append("%s: symlink to %r leads outside the destination; kept as a plain %s"
+                               % (path, link.target, "directory" if info.is_dir else "file"))
+            return None
+        return posixpath.normpath(target) if target else None
+
+    def write_file(self, path: str, host: str, info: FileInfo) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(host, flags, 0o644)
+        rec = info._rec
+        with os.fdopen(fd, "wb") as out:
+            if rec.sparse:  # all zeros: a hole, however large the stream claims to be
+                out.truncate(rec.stream_length)
+            else:
+                with self.image.stream_reader(path, rec.stream_offset, rec.stream_length, rec.stream_type,
+                                              False) as src:
+                    shutil.copyfileobj(src, out, _CHUNK)
+        if info.attributes & ATTR_READONLY:
+            os.chmod(host, 0o444)
+        self.counts["files"] += 1
+        self.counts["bytes"] += info.size
+
+    def times(self, path: str, host: str, info: FileInfo) -> None:
+        rec = info._rec
+        atime, mtime = rec.times[3], rec.times[1]
+        if not mtime:
+            return
+        to_ns = lambda t: (t - UNIX_EPOCH_FILETIME) * 100  # noqa: E731
+        try:
+            os.utime(host, ns=(to_ns(atime or mtime), to_ns(mtime)), follow_symlinks=False)
+        except (OSError, NotImplementedError, OverflowError) as e:
+            self.report.append("%s: times not set (%s)" % (path or "\\", e))
+
+
+def extract(image_path, dest) -> Tuple[Dict[str, int], List[str]]:
+    """Extract the image at ``image_path`` into ``dest`` (created; must be empty if it exists).
+
+    Returns (counts, report): counts of files, directories, links, symlinks and
+    bytes, and one line for everything that could not be kept exactly.
+    """
+    dest = os.fspath(dest)
+    if os.path.lexists(dest):
+        if os.path.islink(dest) or not os.path.isdir(dest):
+            raise FileExistsError(17, "destination exists and is not a directory", dest)
+        if os.listdir(dest):
+            raise FileExistsError(17, "destination directory is not empty", dest)
+    else:
+        os.makedirs(dest)
+    with open_image(image_path) as image:
+        ex = _Extractor(image, dest)
+        ex.run()
+        return ex.counts, ex.report
