@@ -19,9 +19,11 @@ from .errors import (AccessDenied, AlreadyExists, CimError, CorruptImage, DiskFu
                      OutOfMemory, PathNotFound, SharingViolation, StreamFull)
 from .image import BACKENDS, FileStream, Image
 from .metadata import FileMetadata, ea_buffer, mount_point_reparse, symlink_reparse, to_filetime
+from .reader import CimImage, CorruptImageError, FileInfo, open_image
+from .verify import Finding, verify
 
 __all__ = [
-    "Image", "FileStream", "FileMetadata", "symlink_reparse", "mount_point_reparse", "ea_buffer", "to_filetime",
+    "Image", "FileStream", "open_image", "CimImage", "FileInfo", "CorruptImageError", "verify", "Finding", "FileMetadata", "symlink_reparse", "mount_point_reparse", "ea_buffer", "to_filetime",
     "errors", "CimError", "InvalidArgument", "PathNotFound", "AccessDenied", "AlreadyExists", "SharingViolation",
     "StreamFull", "DiskFull", "OutOfMemory", "NotSupported", "CorruptImage",
     "active_backend", "select_backend", "system_backend_available", "BACKENDS", "ffi", "lib",

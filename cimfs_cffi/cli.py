@@ -10,6 +10,7 @@ import sys
 from typing import List, Optional
 
 from .errors import CimError
+from .metadata import parse_reparse
 from .reader import (ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_HIDDEN, ATTR_READONLY, ATTR_REPARSE_POINT, ATTR_SPARSE,
                      ATTR_SYSTEM, OFFSET_MASK, SPARSE_BIT, UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
 
@@ -93,8 +94,7 @@ def _time(ticks: int) -> str:
 
 def _long_line(name: str, info: FileInfo) -> str:
     line = "%s %3d %12d %s %s" % (attr_string(info.attributes), info.nlink, info.size, _time(info.last_write_time), name)
-    if info.is_symlink:
-        from .metadata import parse_reparse
+    if info.attributes & ATTR_REPARSE_POINT:
         link = parse_reparse(info.reparse_data)
         if link is not None:
             line += " -> " + link.target
