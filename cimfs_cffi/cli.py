@@ -11,8 +11,9 @@ from typing import List, Optional
 
 from .errors import CimError
 from .metadata import parse_reparse
+from .build import add_build_command
 from .reader import (ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_HIDDEN, ATTR_READONLY, ATTR_REPARSE_POINT, ATTR_SPARSE,
-                     ATTR_SYSTEM, OFFSET_MASK, SPARSE_BIT, UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
+                     ATTR_SYSTEM, FileInfo, open_image)
 
 _ATTR_LETTERS = ((ATTR_DIRECTORY, "d"), (ATTR_REPARSE_POINT, "l"), (ATTR_READONLY, "r"), (ATTR_HIDDEN, "h"),
                  (ATTR_SYSTEM, "s"), (ATTR_ARCHIVE, "a"), (ATTR_SPARSE, "S"))
@@ -28,34 +29,9 @@ def _out():
 
 
 # ---- info ------------------------------------------------------------------------------------------
-def image_summary(image: CimImage) -> dict:
-    """Counts for ``cimfs info``: one pass over the file records and one over the names."""
-    files = dirs = streams = logical = 0
-    stored_objects = {}
-    for fid in range(1, image.file_count + 1):
-        rec = image.record(fid)
-        if rec.is_dir:
-            dirs += 1
-        else:
-            files += 1
-            if rec.stream_length and not rec.sparse:
-                logical += rec.stream_length
-                stored_objects[(rec.stream_offset, rec.stream_type)] = rec.stream_length
-        for _name, (offset, lat) in image.streams_of(rec).items():
-            streams += 1
-            if lat & OFFSET_MASK and not lat & SPARSE_BIT:
-                logical += lat & OFFSET_MASK
-                stored_objects[(offset, 0)] = lat & OFFSET_MASK
-    names = sum(n for fid, n in image._link_counts().items() if not image.record(fid).is_dir)
-    stored = sum(stored_objects.values())
-    return {"files": files, "directories": dirs, "links": names - files, "streams": streams,
-            "data_bytes": logical, "stored_bytes": stored, "dedup_saved_bytes": logical - stored,
-            "region_bytes": sum(r.size for r in image.regions)}
-
-
 def cmd_info(args) -> int:
     with open_image(args.image) as image:
-        s = image_summary(image)
+        s = image.summary()
         w = sys.stdout.write
         w("image:          %s\n" % os.path.abspath(args.image))
         w("format:         version %d.%d\n" % (image.major, image.minor))
@@ -222,16 +198,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("image", help="the .cim file")
     c.add_argument("--errors-only", action="store_true", help="ignore warnings (exit 0 if only warnings)")
     c.add_argument("-q", "--quiet", action="store_true", help="no count line on stderr")
-    _add_build(command)
-    return p
-
-
-def _add_build(command) -> None:
-    try:
-        from .build import add_build_command
-    except ImportError:
-        return
     add_build_command(command)
+    return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:

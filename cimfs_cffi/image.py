@@ -305,18 +305,26 @@ class Image:
                                   % (copied, size), path=p)
         return size
 
+    def open_alternate_stream(self, path: PathArg, name: str, size: int) -> FileStream:
+        """Add (or replace) the named stream ``name`` of ``size`` bytes of an
+        existing file or directory and return it to write into.
+        Raises PathNotFound, InvalidArgument, SharingViolation."""
+        p = image_path(path)
+        s = p + ":" + stream_name(name, p)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidArgument(E_INVALIDARG, "size must be an int >= 0, not %r" % (size,), path=s)
+        with self._lock:
+            out = ffi.new("CIMFS_STREAM_HANDLE *")
+            self._check(lib.CimCreateAlternateStream(self._live(), s, size, out), s)
+            self._stream = FileStream(self, out[0], s, size)
+            return self._stream
+
     def add_alternate_stream(self, path: PathArg, name: str, data: Union[bytes, bytearray, memoryview]) -> None:
         """Add (or replace) the named stream ``name`` of an existing file or
         directory.  Raises PathNotFound, InvalidArgument, SharingViolation."""
-        p = image_path(path)
-        s = stream_name(name, p)
         view = memoryview(data).cast("B")
-        with self._lock:
-            out = ffi.new("CIMFS_STREAM_HANDLE *")
-            self._check(lib.CimCreateAlternateStream(self._live(), p + ":" + s, len(view), out), p + ":" + s)
-            self._stream = FileStream(self, out[0], p + ":" + s, len(view))
-            with self._stream as stream:
-                stream.write(view)
+        with self._lock, self.open_alternate_stream(path, name, len(view)) as stream:
+            stream.write(view)
 
     def delete(self, path: PathArg, *, stream: Optional[str] = None) -> None:
         """Remove a file name, a directory with everything below it, or (with

@@ -340,27 +340,10 @@ class CimImage:
 
     # ---- opening ---------------------------------------------------------------------------------
     def _open(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read(IMAGE_HEADER_SIZE + REGION_SET_SIZE * 0xFFFF)
-        except FileNotFoundError:
-            raise PathNotFound(HR_PATH_NOT_FOUND, "no such image", path=self.path) from None
-        except IsADirectoryError:
-            raise corrupt("not an image file (a directory)", self.path) from None
-        if len(raw) < IMAGE_HEADER_SIZE or raw[:8] != MAGIC:
-            raise corrupt("not a CIM image (bad magic or shorter than 72 bytes)", self.path)
+        raw, self.region_sets = read_image_header(self.path)
         self.header = raw
         self.header_length, self.file_type = struct.unpack_from("<IB", raw, 8)
         self.major, self.minor = struct.unpack_from("<II", raw, 16)
-        if self.major not in (2, 3):
-            raise corrupt("unsupported format version %d.%d (2 and 3 are read)" % (self.major, self.minor), self.path)
-        parent_count = _U16.unpack_from(raw, 0x46)[0]
-        if len(raw) < IMAGE_HEADER_SIZE + REGION_SET_SIZE * parent_count:
-            raise corrupt("image header names %d parent region sets but is only %d bytes"
-                          % (parent_count, len(raw)), self.path)
-        sets = [raw[IMAGE_HEADER_SIZE + REGION_SET_SIZE * i:][:REGION_SET_SIZE] for i in range(parent_count)]
-        sets.append(raw[0x20:0x38])
-        self.region_sets: List[Tuple[str, int]] = [(guid_text(s[:16]), _U16.unpack_from(s, 16)[0]) for s in sets]
         total = sum(n for _, n in self.region_sets)
         if not 1 <= total <= MAX_REGIONS:
             raise corrupt("%d region files (1 to 65536 allowed)" % total, self.path)
@@ -634,6 +617,30 @@ class CimImage:
             yield prefix, dirs, files
             todo.extend(reversed([(base + d, r) for d, r in zip(dirs, subrecs)]))
 
+    def summary(self) -> Dict[str, int]:
+        """Counts for ``cimfs info``: one pass over the file records and one over the names."""
+        files = dirs = streams = logical = 0
+        stored_objects = {}
+        for fid in range(1, self.file_count + 1):
+            rec = self.record(fid)
+            if rec.is_dir:
+                dirs += 1
+            else:
+                files += 1
+                if rec.stream_length and not rec.sparse:
+                    logical += rec.stream_length
+                    stored_objects[(rec.stream_offset, rec.stream_type)] = rec.stream_length
+            for _name, (offset, lat) in self.streams_of(rec).items():
+                streams += 1
+                if lat & OFFSET_MASK and not lat & SPARSE_BIT:
+                    logical += lat & OFFSET_MASK
+                    stored_objects[(offset, STREAM_DATA)] = lat & OFFSET_MASK
+        names = sum(n for fid, n in self._link_counts().items() if not self.record(fid).is_dir)
+        stored = sum(stored_objects.values())
+        return {"files": files, "directories": dirs, "links": names - files, "streams": streams,
+                "data_bytes": logical, "stored_bytes": stored, "dedup_saved_bytes": logical - stored,
+                "region_bytes": sum(r.size for r in self.regions)}
+
     def _link_counts(self) -> Counter:
         """Names per file ID, counted once per image over every directory table's ID array."""
         if self._nlinks is None:
@@ -654,6 +661,29 @@ class CimImage:
                             todo.append(rec)
             self._nlinks = counts
         return self._nlinks
+
+
+def read_image_header(path) -> Tuple[bytes, List[Tuple[str, int]]]:
+    """The header bytes of an image file and its region sets [(GUID, count)], parents first."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(IMAGE_HEADER_SIZE + REGION_SET_SIZE * 0xFFFF)
+    except FileNotFoundError:
+        raise PathNotFound(HR_PATH_NOT_FOUND, "no such image", path=os.fspath(path)) from None
+    except IsADirectoryError:
+        raise corrupt("not an image file (a directory)", os.fspath(path)) from None
+    if len(raw) < IMAGE_HEADER_SIZE or raw[:8] != MAGIC:
+        raise corrupt("not a CIM image (bad magic or shorter than 72 bytes)", os.fspath(path))
+    major, minor = struct.unpack_from("<II", raw, 16)
+    if major not in (2, 3):
+        raise corrupt("unsupported format version %d.%d (2 and 3 are read)" % (major, minor), os.fspath(path))
+    parent_count = _U16.unpack_from(raw, 0x46)[0]
+    if len(raw) < IMAGE_HEADER_SIZE + REGION_SET_SIZE * parent_count:
+        raise corrupt("image header names %d parent region sets but is only %d bytes"
+                      % (parent_count, len(raw)), os.fspath(path))
+    sets = [raw[IMAGE_HEADER_SIZE + REGION_SET_SIZE * i:][:REGION_SET_SIZE] for i in range(parent_count)]
+    sets.append(raw[0x20:0x38])
+    return raw, [(guid_text(s[:16]), _U16.unpack_from(s, 16)[0]) for s in sets]
 
 
 def open_image(path) -> CimImage:

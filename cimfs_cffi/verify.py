@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 from .errors import CorruptImage
 from .reader import (FT_IMAGE, FT_OBJECTID, FT_REGION, IMAGE_HEADER_SIZE, MAGIC, OBJECTID_ENTRY_SIZE,
-                     OBJECTID_HEADER_SIZE, OFFSET_MASK, REGION_HEADER_SIZE, REGION_SET_SIZE, STREAM_DATA,
+                     OBJECTID_HEADER_SIZE, OFFSET_MASK, REGION_SET_SIZE, STREAM_DATA,
                      STREAM_LINK_TABLE, STREAM_PE_IMAGE, CimImage, LinkTable, Record, Region, _find_file)
 
 __all__ = ["verify", "Finding"]

@@ -1,0 +1,583 @@
+"""``cimfs build``: a directory or a (layer) tar into a CIM image.
+
+Data flows one way: each source yields entries, :class:`_Builder` turns
+them into :class:`~cimfs_cffi.Image` calls, streaming file data through in
+1 MiB chunks, and hard links go to the bulk link API in batches.  The image
+is written under a temporary name and renamed over ``IMAGE`` only when it is
+complete, so a failed build leaves no ``.cim`` behind and never damages an
+image that was already there.
+
+Conventions (README "cimfs build"):
+
+* Directory sources: READONLY when no write bit is set, HIDDEN for names
+  starting with ``.``, creation time from ``st_birthtime`` where the OS has
+  it (else the modification time); Windows' real attributes where present.
+  Symlinks become symlink reparse points; hard links are found by
+  (device, inode).  FIFOs, sockets and devices are skipped with a warning.
+* Tar sources: PAX ``MSWINDOWS.*``/``LIBARCHIVE.creationtime`` records
+  (:mod:`.layertar`) are honoured in every tar; without ``fileattr`` the
+  mode and name give READONLY/HIDDEN as above.  ``.wh.NAME`` whiteouts
+  delete NAME (from the parent image or earlier entries; a missing NAME is
+  fine).  Hard links follow tar semantics: a link binds to its target as the
+  archive stands at the link entry, even if the target is replaced later; a
+  link to a target that only comes later is made at the end.
+"""
+import dataclasses
+import io
+import os
+import stat as _stat
+import sys
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from . import layertar as lt
+from .errors import E_INVALIDARG, CimError, PathNotFound
+from .image import Image
+from .metadata import (DIRECTORY, HIDDEN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata, ea_buffer,
+                       mount_point_reparse, symlink_reparse)
+from .reader import MAGIC, CimImage, open_image, read_image_header
+
+__all__ = ["build", "BuildSummary", "BuildError"]
+
+COPY_CHUNK = 1 << 20
+HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class BuildError(CimError):
+    """A build stopped: bad source entry, unreadable file, missing link target..."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None, existing_path: Optional[str] = None):
+        super().__init__(E_INVALIDARG, message, path=path, existing_path=existing_path)
+
+    def __reduce__(self):
+        return (BuildError, (self.reason,), {"path": self.path, "existing_path": self.existing_path})
+
+
+@dataclass
+class BuildSummary:
+    image: str = ""
+    files: int = 0
+    directories: int = 0
+    links: int = 0
+    symlinks: int = 0
+    streams: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    dedup_saved: int = 0
+    seconds: float = 0.0
+    warnings: List[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return ("built %s: %d files, %d directories, %d hard links, %d symlinks, %d bytes (dedup saved %d) in %.2f s"
+                % (self.image, self.files, self.directories, self.links, self.symlinks, self.bytes,
+                   self.dedup_saved, self.seconds))
+
+
+class Progress:
+    """A one-line progress display on a terminal, shown once a build has run for a second."""
+
+    def __init__(self, stream=None, enabled: Optional[bool] = None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def update(self, s: BuildSummary, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and (now - self.start < 1.0 or now - self.last < 0.1):
+            return
+        self.last = now
+        rate = s.bytes / max(now - self.start, 1e-9) / 1e6
+        self.stream.write("\r%d files, %d links, %.1f MB, %.1f MB/s " % (s.files, s.links, s.bytes / 1e6, rate))
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _key(path: str) -> str:
+    return path.upper()
+
+
+class _Builder:
+    """Applies source entries to an image: parents, links (bulk, tar semantics), whiteouts."""
+
+    def __init__(self, image: Image, parent: Optional[CimImage], summary: BuildSummary, progress: Progress,
+                 ignore_missing_links: bool):
+        self.image = image
+        self.parent = parent
+        self.summary = summary
+        self.progress = progress
+        self.ignore_missing_links = ignore_missing_links
+        self.dirs = {""}                       # upcased directories known to exist
+        self.ready: List[Tuple[str, str]] = []  # links whose target exists now, not yet made
+        self.touched = set()                   # upcased names those links read or write
+        self.later: List[Tuple[str, str]] = []  # links whose target comes later in the source
+        self.made = set()                      # upcased paths this build created (links resolve against it)
+
+    # ---- paths and parents ---------------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        k = _key(path)
+        if k in self.made or k in self.dirs:
+            return True
+        return self.parent is not None and self.parent.exists(path)
+
+    def ensure_parents(self, path: str) -> None:
+        parent = path.rpartition("\\")[0]
+        if _key(parent) in self.dirs:
+            return
+        self.ensure_parents(parent)
+        if not (self.parent is not None and self.parent.exists(parent)):
+            self.before_change(parent)
+            self.image.add_directory(parent)
+            self.made.add(_key(parent))
+            self.summary.directories += 1
+        self.dirs.add(_key(parent))
+
+    def before_change(self, path: str) -> None:
+        """Make pending links first if they involve ``path`` (tar semantics: a link binds to
+        the target as it is now, not as later entries change it)."""
+        if self.ready and _key(path) in self.touched:
+            self.flush_links()
+
+    def flush_links(self) -> None:
+        if self.ready:
+            try:
+                self.summary.links += self.image.create_hard_links(self.ready)
+            except PathNotFound as e:
+                raise BuildError("hard link %s -> %s: %s" % (e.path, e.existing_path, e.reason),
+                                 path=e.path, existing_path=e.existing_path) from None
+            self.ready, self.touched = [], set()
+
+    # ---- entries --------------------------------------------------------------------------------------
+    def directory(self, path: str, md: FileMetadata) -> None:
+        if path:
+            self.ensure_parents(path)
+        self.before_change(path)
+        self.image.add_directory(path, md)
+        self.dirs.add(_key(path))
+        self.made.add(_key(path))
+        self.summary.directories += 1 if path else 0
+
+    def file(self, path: str, md: FileMetadata, source, size: int, sparse: bool = False) -> None:
+        self.ensure_parents(path)
+        self.before_change(path)
+        if sparse:
+            self.image.open_file(path, size, md).close()
+        else:
+            self.image.add_file(path, source, dataclasses.replace(md, size=size))
+        self.made.add(_key(path))
+        if md.reparse_data:
+            self.summary.symlinks += 1
+        else:
+            self.summary.files += 1
+            self.summary.bytes += size
+        self.progress.update(self.summary)
+
+    def stream(self, path: str, name: str, source, size: int) -> None:
+        if not self.exists(path):
+            raise BuildError("alternate stream %r of %r comes before (or without) its file" % (name, path), path=path)
+        with self.image.open_alternate_stream(path, name, size) as out:
+            _copy(source, out.write, size, "%s:%s" % (path, name))
+        self.summary.streams += 1
+
+    def link(self, path: str, target: str) -> None:
+        self.ensure_parents(path)
+        self.before_change(path)
+        if self.exists(target):
+            self.ready.append((path, target))
+            self.touched.update((_key(path), _key(target)))
+            self.made.add(_key(path))
+        else:
+            self.later.append((path, target))
+
+    def delete(self, path: str) -> None:
+        """A whiteout: remove ``path`` (from the parent image or earlier entries) if it is there."""
+        self.flush_links()
+        try:
+            self.image.delete(path)
+            self.summary.deleted += 1
+        except PathNotFound:
+            pass
+        k = _key(path)
+        self.made.discard(k)
+        if k in self.dirs:  # a directory: forget everything below it too
+            below = k + "\\"
+            self.dirs = {d for d in self.dirs if d != k and not d.startswith(below)}
+            self.made = {m for m in self.made if not m.startswith(below)}
+
+    def finish(self) -> None:
+        """Make the remaining links: those ready, then, round by round, those whose target came
+        later in the source (a chain resolves one link per round)."""
+        self.flush_links()
+        pending = self.later
+        while pending:
+            ready = [(new, target) for new, target in pending if self.exists(target)]
+            if not ready:
+                break
+            for new, target in ready:
+                self.link(new, target)
+            self.flush_links()
+            pending = [pair for pair in pending if _key(pair[0]) not in self.made]
+        for new, target in pending:
+            if not self.ignore_missing_links:
+                raise BuildError("hard link %s -> %s: the target is not in the source%s"
+                                 % (new, target, " or the parent image" if self.parent else ""),
+                                 path=new, existing_path=target)
+            self.summary.warnings.append("hard link %s -> %s skipped: no such target" % (new, target))
+
+
+def _copy(source, write: Callable, size: int, what: str) -> None:
+    left = size
+    while left:
+        chunk = source.read(min(COPY_CHUNK, left))
+        if not chunk:
+            raise BuildError("%s: the source ended %d bytes early" % (what, left), path=what)
+        write(chunk)
+        left -= len(chunk)
+
+
+# ---- directory sources ---------------------------------------------------------------------------------
+def _directory_metadata(st: os.stat_result, name: str) -> FileMetadata:
+    return FileMetadata.from_stat(st, name=name)
+
+
+def _build_from_directory(root: str, b: _Builder) -> None:
+    b.directory("", _directory_metadata(os.stat(root), ""))
+    first_of_inode: Dict[Tuple[int, int], str] = {}
+    todo = [("", root)]
+    while todo:
+        prefix, host = todo.pop()
+        try:
+            entries = sorted(os.scandir(host), key=lambda e: e.name)
+        except OSError as e:
+            raise BuildError("cannot list %s: %s" % (host, e.strerror), path=host) from None
+        subdirs = []
+        for entry in entries:
+            path = prefix + "\\" + entry.name if prefix else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                raise BuildError("cannot stat %s: %s" % (entry.path, e.strerror), path=entry.path) from None
+            md = _directory_metadata(st, entry.name)
+            if _stat.S_ISDIR(st.st_mode):
+                b.directory(path, md)
+                subdirs.append((path, entry.path))
+            elif _stat.S_ISREG(st.st_mode):
+                inode = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and inode in first_of_inode:
+                    b.link(path, first_of_inode[inode])
+                    continue
+                if st.st_nlink > 1:
+                    first_of_inode[inode] = path
+                try:
+                    with open(entry.path, "rb") as f:
+                        b.file(path, md, f, st.st_size)
+                except OSError as e:
+                    raise BuildError("cannot read %s: %s" % (entry.path, e.strerror), path=entry.path) from None
+            elif _stat.S_ISLNK(st.st_mode):
+                md.reparse_data = symlink_reparse(os.readlink(entry.path))
+                md.attributes = (md.attributes | REPARSE_POINT) & ~DIRECTORY
+                b.file(path, md, io.BytesIO(), 0)
+            else:
+                b.summary.warnings.append("%s: not a file, directory or symlink; skipped" % entry.path)
+        todo.extend(reversed(subdirs))
+
+
+# ---- tar sources -------------------------------------------------------------------------------------
+def _open_tar(path: str, stack: List) -> tarfile.TarFile:
+    raw = open(path, "rb")
+    stack.append(raw)
+    if raw.read(4) == ZSTD_MAGIC:
+        raw.seek(0)
+        try:
+            import zstandard
+        except ImportError:
+            raise BuildError("%s is zstd-compressed; install the 'zstandard' package to read it" % path,
+                             path=path) from None
+        reader = zstandard.ZstdDecompressor().stream_reader(raw)
+        stack.append(reader)
+        return tarfile.open(fileobj=reader, mode="r|")
+    raw.seek(0)
+    try:
+        return tarfile.open(fileobj=raw, mode="r|*")
+    except tarfile.TarError as e:
+        raise BuildError("%s is not a tar archive (plain, gzip, bzip2, xz or zstd): %s" % (path, e),
+                         path=path) from None
+
+
+def _tar_path(name: str) -> str:
+    """The image path of a tar member name ("" for the root)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BuildError("tar entry %r climbs out of the image with '..'" % name, path=name)
+    return "\\".join(parts)
+
+
+def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
+    pax = m.pax_headers
+    where = m.name
+
+    def when(key: str, fallback: Optional[int]) -> Optional[int]:
+        text = pax.get(key)
+        if text is None:
+            return fallback
+        try:
+            return lt.filetime_from_pax(text)
+        except ValueError as e:
+            raise BuildError("tar entry %r: %s: %s" % (where, key, e), path=where) from None
+
+    mtime = when("mtime", lt.filetime_from_pax(str(m.mtime)))
+    md = FileMetadata(last_write_time=mtime, last_access_time=when("atime", mtime),
+                      change_time=when("ctime", mtime), creation_time=when(lt.CREATIONTIME, mtime))
+    if lt.FILEATTR in pax:
+        try:
+            md.attributes = int(pax[lt.FILEATTR], 0) & 0xFFFFFFFF
+        except ValueError:
+            raise BuildError("tar entry %r: MSWINDOWS.fileattr %r is not a number" % (where, pax[lt.FILEATTR]),
+                             path=where) from None
+    else:
+        name = where.rstrip("/").rsplit("/", 1)[-1]
+        md.attributes = (READONLY if not m.mode & 0o222 else 0) | (HIDDEN if name.startswith(".") else 0)
+    md.attributes = (md.attributes | DIRECTORY) if directory else (md.attributes & ~DIRECTORY)
+    try:
+        if lt.RAWSD in pax:
+            md.security_descriptor = lt.from_b64(pax[lt.RAWSD], "MSWINDOWS.rawsd")
+        elif lt.SDDL in pax:
+            raise BuildError("tar entry %r has a legacy SDDL security descriptor (MSWINDOWS.sd), which cannot be"
+                             " converted here; re-export the layer with MSWINDOWS.rawsd" % where, path=where)
+        if lt.RAW_EA in pax:
+            md.ea = lt.from_b64(pax[lt.RAW_EA], "CIMFS.ea")
+        else:
+            eas = {k[len(lt.XATTR_PREFIX):]: lt.from_b64(v, k) for k, v in pax.items() if k.startswith(lt.XATTR_PREFIX)}
+            md.ea = ea_buffer(eas) if eas else None
+        if lt.RAW_REPARSE in pax:
+            md.reparse_data = lt.from_b64(pax[lt.RAW_REPARSE], "CIMFS.reparse")
+        elif m.issym():
+            md.reparse_data = mount_point_reparse(m.linkname) if pax.get(lt.MOUNTPOINT) == "1" \
+                else symlink_reparse(m.linkname)
+    except ValueError as e:
+        if isinstance(e, BuildError):
+            raise
+        raise BuildError("tar entry %r: %s" % (where, getattr(e, "reason", e)), path=where) from None
+    if not md.reparse_data:
+        md.attributes &= ~REPARSE_POINT
+    return md
+
+
+def _build_from_tar(path: str, b: _Builder, layer: bool) -> None:
+    stack: List = []
+    try:
+        tar = _open_tar(path, stack)
+        stack.append(tar)
+        for m in _members(tar, path):
+            _tar_entry(tar, m, b)
+        if layer:
+            _layer_hives(b)
+    finally:
+        for obj in reversed(stack):
+            obj.close()
+
+
+def _members(tar: tarfile.TarFile, path: str) -> Iterator[tarfile.TarInfo]:
+    try:
+        for m in tar:
+            yield m
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise BuildError("%s: damaged or truncated tar: %s" % (path, e), path=path) from None
+
+
+def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
+    stream = lt.split_stream_name(m.name)
+    if stream is not None:
+        if not m.isreg():
+            raise BuildError("alternate stream entry %r is not a regular file" % m.name, path=m.name)
+        b.stream(_tar_path(stream[0]), stream[1], tar.extractfile(m), m.size)
+        return
+    path = _tar_path(m.name)
+    base = path.rpartition("\\")[2]
+    if base.startswith(lt.WHITEOUT_PREFIX):
+        parent = path.rpartition("\\")[0]
+        if base == lt.OPAQUE_WHITEOUT:
+            raise BuildError("opaque whiteout %r is not supported (Windows layers do not use them)" % m.name,
+                             path=m.name)
+        b.delete((parent + "\\" if parent else "") + base[len(lt.WHITEOUT_PREFIX):])
+        return
+    if m.islnk():
+        b.link(path, _tar_path(m.linkname))
+        return
+    if m.isdir():
+        b.directory(path, _tar_metadata(m, True))
+        return
+    if m.issym():
+        md = _tar_metadata(m, False)
+        if int(m.pax_headers.get(lt.FILEATTR, "0"), 0) & DIRECTORY:
+            md.attributes |= DIRECTORY
+            b.directory(path, md)
+            b.summary.symlinks += 1
+        else:
+            b.file(path, md, io.BytesIO(), 0)
+        return
+    if m.isreg():
+        md = _tar_metadata(m, False)
+        sparse = m.pax_headers.get(lt.SPARSE) == "1"
+        if sparse:
+            md.attributes |= SPARSE_FILE
+        if not path:
+            raise BuildError("tar entry %r: a regular file cannot be the root" % m.name, path=m.name)
+        b.file(path, md, tar.extractfile(m), m.size, sparse=sparse)
+        return
+    b.summary.warnings.append("%s: %s entries are not files, directories or links; skipped"
+                              % (m.name, {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
+                                          tarfile.FIFOTYPE: "FIFO"}.get(m.type, "type %r" % m.type)))
+
+
+def _layer_hives(b: _Builder) -> None:
+    """What hcsshim adds when it imports a Windows layer (cimfs-api.md section 8.3)."""
+    config = "Files\\Windows\\System32\\config\\"
+    if b.parent is None:
+        present = [h for h in HIVES if b.exists(config + h)]
+        if present:
+            if not b.exists("Hives"):
+                b.directory("Hives", FileMetadata())
+            for h in present:
+                b.link("Hives\\%s_BASE" % h, config + h)
+            b.flush_links()
+            b.file("layout", FileMetadata(attributes=0x80), io.BytesIO(b"vhd-with-hives\n"), 15)
+    else:
+        for h in HIVES:
+            if b.exists("Hives\\%s_DELTA" % h):
+                b.summary.warnings.append("Hives\\%s_DELTA: merging a registry delta into %s_BASE needs Windows'"
+                                          " offline registry library; the delta is kept as it is" % (h, h))
+
+
+# ---- the image file: temporary name, atomic replace ---------------------------------------------------------
+def _region_sets(cim_path: str) -> List[str]:
+    """Region-set GUIDs an image file uses (its own last), or [] for a file that is not one."""
+    try:
+        return [guid for guid, _ in read_image_header(cim_path)[1]]
+    except OSError:
+        return []
+
+
+def _sets_in_use(directory: str, skip: str) -> set:
+    used = set()
+    for name in os.listdir(directory):
+        p = os.path.join(directory, name)
+        if name.startswith(("region_", "objectid_")) or p == skip or not os.path.isfile(p):
+            continue
+        with open(p, "rb") as f:
+            if f.read(8) != MAGIC:
+                continue
+        used.update(_region_sets(p))
+    return used
+
+
+def _remove_region_set(directory: str, guid: str) -> None:
+    for name in os.listdir(directory):
+        if name.lower().startswith(("region_" + guid, "objectid_" + guid)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
+          progress: Optional[Progress] = None) -> BuildSummary:
+    """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
+    from ``source``, a directory or a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``).
+
+    ``parent`` names an image in the same directory to fork from (a layer
+    stack is a chain of forks).  ``layer`` adds what hcsshim adds to a Windows
+    layer (hive links and ``layout`` for a base layer).  An existing ``image``
+    is replaced only once the new one is complete; its region files are
+    removed if no other image in the directory uses them.
+    """
+    started = time.monotonic()
+    source, image = os.fspath(source), os.fspath(image)
+    directory, name = os.path.split(os.path.abspath(image))
+    if not os.path.isdir(directory):
+        raise BuildError("the image directory %s does not exist" % directory, path=directory)
+    if not os.path.exists(source):
+        raise BuildError("no such source: %s" % source, path=source)
+    parent_name = os.path.basename(parent) if parent else None
+    if parent and os.path.dirname(os.path.abspath(os.path.join(directory, parent))) != directory:
+        raise BuildError("the parent image must be in the image's directory (%s)" % directory, path=parent)
+    progress = progress or Progress(enabled=False)
+    summary = BuildSummary(image=image)
+    temp = ".%s.%s.partial" % (name, uuid.uuid4().hex[:12])
+    temp_path = os.path.join(directory, temp)
+    parent_reader = open_image(os.path.join(directory, parent_name)) if parent_name else None
+    committed = False
+    try:
+        with Image.create(directory, temp, parent=parent_name) as img:
+            b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
+            if os.path.isdir(source):
+                if layer:
+                    raise BuildError("--layer takes a layer tar, not a directory", path=source)
+                _build_from_directory(source, b)
+            else:
+                _build_from_tar(source, b, layer)
+            b.finish()
+            img.commit()
+            committed = True
+        old_sets = _region_sets(image) if os.path.exists(image) else []
+        os.replace(temp_path, image)
+        in_use = _sets_in_use(directory, skip="")
+        for guid in old_sets[-1:]:
+            if guid not in in_use:
+                _remove_region_set(directory, guid)
+    except BaseException:
+        if committed:
+            own = _region_sets(temp_path)[-1:]
+            try:
+                os.unlink(temp_path)
+            except OSError:
+                pass
+            for guid in own:
+                _remove_region_set(directory, guid)
+        raise
+    finally:
+        if parent_reader is not None:
+            parent_reader.close()
+        progress.done()
+    with open_image(image) as img:
+        summary.dedup_saved = img.summary()["dedup_saved_bytes"]
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+def add_build_command(command) -> None:
+    c = command("build", cmd_build, "Build a CIM image from a directory or a (container layer) tar.",
+                ["cimfs build rootfs/ images/base.cim",
+                 "cimfs build --layer layer1.tar.gz images/layer1.cim",
+                 "cimfs build --layer --parent layer1.cim layer2.tar images/layer2.cim"])
+    c.add_argument("source", help="a directory, or a tar file (plain, .gz, .bz2, .xz; .zst with 'zstandard')")
+    c.add_argument("image", help="the .cim file to write (its directory holds the region files)")
+    c.add_argument("--parent", metavar="PARENT", help="fork from this image (in the same directory)")
+    c.add_argument("--layer", action="store_true",
+                   help="a Windows container layer tar: also add hcsshim's Hives links and layout file")
+    c.add_argument("--ignore-missing-links", action="store_true",
+                   help="warn about, instead of failing on, hard links whose target is missing")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+
+
+def cmd_build(args) -> int:
+    progress = Progress(enabled=False) if args.quiet else Progress()
+    summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
+                    ignore_missing_links=args.ignore_missing_links, progress=progress)
+    for w in summary.warnings:
+        print("cimfs: warning: %s" % w, file=sys.stderr)
+    if not args.quiet:
+        print(summary.line())
+    return 0
