@@ -23,26 +23,40 @@ Conventions (README "cimfs build"):
   link to a target that only comes later is made at the end.
 """
 import dataclasses
+import datetime
 import io
+import lzma
 import os
 import stat as _stat
 import sys
 import tarfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import layertar as lt
 from .errors import E_INVALIDARG, CimError, PathNotFound
 from .image import Image
-from .metadata import (DIRECTORY, HIDDEN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata, ea_buffer,
-                       mount_point_reparse, symlink_reparse)
+from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
+                       ea_buffer, mount_point_reparse, symlink_reparse)
 from .reader import MAGIC, CimImage, open_image, read_image_header
 
 __all__ = ["build", "BuildSummary", "BuildError"]
 
 COPY_CHUNK = 1 << 20
+# What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).
+# CimError is an OSError too, but it comes from the writer (a full disk is not a damaged tar).
+_DECODE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _decode_errors() -> tuple:
+    try:
+        import zstandard
+    except ImportError:
+        return _DECODE_ERRORS
+    return _DECODE_ERRORS + (zstandard.ZstdError,)
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -323,20 +337,30 @@ def _tar_path(name: str) -> str:
     return "\\".join(parts)
 
 
+def _time_arg(ticks: int):
+    """FILETIME ticks as FileMetadata takes them: 0 is "no time" (None); ticks below 2**40 (the
+    first 30 hours after 1601) would read as POSIX seconds, so they go as a datetime."""
+    if ticks == 0:
+        return None
+    if ticks >= RAW_FILETIME_MIN:
+        return ticks
+    return datetime.datetime(1601, 1, 1) + datetime.timedelta(microseconds=ticks // 10)
+
+
 def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
     pax = m.pax_headers
     where = m.name
 
-    def when(key: str, fallback: Optional[int]) -> Optional[int]:
+    def when(key: str, fallback):
         text = pax.get(key)
         if text is None:
             return fallback
         try:
-            return lt.filetime_from_pax(text)
+            return _time_arg(lt.filetime_from_pax(text))
         except ValueError as e:
             raise BuildError("tar entry %r: %s: %s" % (where, key, e), path=where) from None
 
-    mtime = when("mtime", lt.filetime_from_pax(str(m.mtime)))
+    mtime = when("mtime", _time_arg(lt.filetime_from_pax(str(int(m.mtime)))))
     md = FileMetadata(last_write_time=mtime, last_access_time=when("atime", mtime),
                       change_time=when("ctime", mtime), creation_time=when(lt.CREATIONTIME, mtime))
     if lt.FILEATTR in pax:
@@ -380,7 +404,12 @@ def _build_from_tar(path: str, b: _Builder, layer: bool) -> None:
         tar = _open_tar(path, stack)
         stack.append(tar)
         for m in _members(tar, path):
-            _tar_entry(tar, m, b)
+            try:
+                _tar_entry(tar, m, b)
+            except _decode_errors() as e:
+                if isinstance(e, CimError):
+                    raise
+                raise BuildError("%s: damaged or truncated tar at %r: %s" % (path, m.name, e), path=path) from None
         if layer:
             _layer_hives(b)
     finally:
@@ -392,7 +421,9 @@ def _members(tar: tarfile.TarFile, path: str) -> Iterator[tarfile.TarInfo]:
     try:
         for m in tar:
             yield m
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except _decode_errors() as e:
+        if isinstance(e, CimError):
+            raise
         raise BuildError("%s: damaged or truncated tar: %s" % (path, e), path=path) from None
 
 
