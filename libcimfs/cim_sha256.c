@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static const uint32_t K[64] = {
+const uint32_t cim_sha256_k[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -14,6 +14,7 @@ static const uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
+#define K cim_sha256_k
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
 static void compress(uint32_t s[8], const uint8_t *p)
@@ -37,6 +38,21 @@ static void compress(uint32_t s[8], const uint8_t *p)
     s[0] += a; s[1] += b; s[2] += c; s[3] += d; s[4] += e; s[5] += f; s[6] += g; s[7] += h;
 }
 
+static void portable_blocks(uint32_t s[8], const uint8_t *p, size_t blocks)
+{
+    for (; blocks; blocks--, p += 64) compress(s, p);
+}
+
+/* Chosen once: the SHA-NI block function where the CPU has it, else the portable one.
+ * Racing first calls all store the same value. */
+static void (*volatile blocks_fn)(uint32_t s[8], const uint8_t *p, size_t blocks);
+
+static void hash_blocks(uint32_t s[8], const uint8_t *p, size_t blocks)
+{
+    if (!blocks_fn) blocks_fn = cim_sha256_x86_available() ? cim_sha256_x86_blocks : portable_blocks;
+    blocks_fn(s, p, blocks);
+}
+
 void cim_sha256_init(cim_sha256_ctx *ctx)
 {
     static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -57,13 +73,13 @@ void cim_sha256_update(cim_sha256_ctx *ctx, const void *data, size_t len)
         p += take;
         len -= take;
         if (ctx->fill < 64) return;
-        compress(ctx->state, ctx->block);
+        hash_blocks(ctx->state, ctx->block, 1);
         ctx->fill = 0;
     }
-    while (len >= 64) {
-        compress(ctx->state, p);
-        p += 64;
-        len -= 64;
+    if (len >= 64) {
+        hash_blocks(ctx->state, p, len / 64);
+        p += len / 64 * 64;
+        len %= 64;
     }
     if (len) {
         memcpy(ctx->block, p, len);

@@ -12,6 +12,13 @@ typedef struct cim_sha256_ctx {
     size_t fill;          /* bytes waiting in block */
 } cim_sha256_ctx;
 
+/* The 64 round constants (shared with the accelerated block function). */
+extern const uint32_t cim_sha256_k[64];
+
+/* x86 SHA extensions (cim_sha256_x86.c): whether they can be used here, and the block function. */
+int cim_sha256_x86_available(void);
+void cim_sha256_x86_blocks(uint32_t state[8], const uint8_t *p, size_t blocks);
+
 void cim_sha256_init(cim_sha256_ctx *ctx);
 void cim_sha256_update(cim_sha256_ctx *ctx, const void *data, size_t len);
 void cim_sha256_final(cim_sha256_ctx *ctx, uint8_t digest[32]);
