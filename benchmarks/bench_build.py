@@ -2,7 +2,8 @@
 
 Generates a tree (default: 30,000 files of 0-16 KiB in 300 directories, about
 240 MB, plus 30,000 hard links to them), reads it once so every tool starts
-from a warm page cache, then times, round by round in turn:
+from a warm page cache, then times, round by round in turn (after a sync, so
+no tool pays for writing back another's output):
 
 * ``cimfs build TREE out.cim`` (the command, in a fresh process);
 * ``mksquashfs TREE out.sqfs -noI -noD -noF -noX -noappend`` (uncompressed);
@@ -94,6 +95,7 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)
                 os.makedirs(mkdir or out, exist_ok=True)
                 os.makedirs(out, exist_ok=True)
+                os.sync()  # each tool starts with no other tool's dirty pages still being written back
                 t = time.perf_counter()
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - t)

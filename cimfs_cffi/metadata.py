@@ -87,35 +87,9 @@ class FileMetadata:
         ``st_ctime`` (metadata change) on POSIX.  Size is set for regular
         files only.
         """
-        attrs = getattr(st, "st_file_attributes", None)
-        if attrs is None:
-            attrs = 0
-            if _stat.S_ISDIR(st.st_mode):
-                attrs |= DIRECTORY
-            if not st.st_mode & 0o222:
-                attrs |= READONLY
-            if name and name.startswith(".") and name not in (".", ".."):
-                attrs |= HIDDEN
-        attrs &= ~REPARSE_POINT  # reparse data, if any, is the caller's to give
-
-        def ns(attr_ns, attr):
-            v = getattr(st, attr_ns, None)
-            if v is None:
-                v = int(getattr(st, attr) * 1e9)
-            return UNIX_EPOCH_FILETIME + v // 100
-
-        birth = getattr(st, "st_birthtime_ns", None)
-        if birth is None and getattr(st, "st_birthtime", None) is not None:
-            birth = int(st.st_birthtime * 1e9)
-        mtime = ns("st_mtime_ns", "st_mtime")
-        return cls(
-            attributes=attrs,
-            size=st.st_size if _stat.S_ISREG(st.st_mode) else 0,
-            creation_time=UNIX_EPOCH_FILETIME + birth // 100 if birth is not None else mtime,
-            last_write_time=mtime,
-            change_time=ns("st_ctime_ns", "st_ctime"),
-            last_access_time=ns("st_atime_ns", "st_atime"),
-        )
+        creation, write, change, access = stat_times(st)
+        return cls(attributes=stat_attributes(st, name), size=st.st_size if _stat.S_ISREG(st.st_mode) else 0,
+                   creation_time=creation, last_write_time=write, change_time=change, last_access_time=access)
 
     def c_struct(self, ffi, *, directory: bool, size: int, path: Optional[str] = None) -> Tuple[object, List]:
         """The CIMFS_FILE_METADATA for this metadata, and the buffers it points into."""
@@ -152,6 +126,28 @@ class FileMetadata:
             setattr(md, buf_field, buf)
             setattr(md, size_field, len(blob))
         return md, keep
+
+
+def stat_attributes(st: os.stat_result, name: Optional[str] = None) -> int:
+    """FILE_ATTRIBUTE_* bits of a stat result (rules in :meth:`FileMetadata.from_stat`)."""
+    attrs = getattr(st, "st_file_attributes", None)
+    if attrs is None:
+        attrs = DIRECTORY if _stat.S_ISDIR(st.st_mode) else 0
+        if not st.st_mode & 0o222:
+            attrs |= READONLY
+        if name and name[0] == "." and name not in (".", ".."):
+            attrs |= HIDDEN
+    return attrs & ~REPARSE_POINT  # reparse data, if any, is the caller's to give
+
+
+def stat_times(st: os.stat_result) -> Tuple[int, int, int, int]:
+    """(creation, last write, change, last access) FILETIMEs of a stat result."""
+    birth = getattr(st, "st_birthtime_ns", None)
+    if birth is None and getattr(st, "st_birthtime", None) is not None:
+        birth = int(st.st_birthtime * 1e9)
+    mtime = UNIX_EPOCH_FILETIME + st.st_mtime_ns // 100
+    return (UNIX_EPOCH_FILETIME + birth // 100 if birth is not None else mtime, mtime,
+            UNIX_EPOCH_FILETIME + st.st_ctime_ns // 100, UNIX_EPOCH_FILETIME + st.st_atime_ns // 100)
 
 
 def _reparse(tag: int, payload: bytes) -> bytes:

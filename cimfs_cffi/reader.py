@@ -59,6 +59,7 @@ _FLAG_TO_ATTR = ((FLAG_READONLY, ATTR_READONLY), (FLAG_HIDDEN, ATTR_HIDDEN), (FL
 _RECORD = struct.Struct("<HHIQQQQQQQQQQIHH")
 _LINK_HEADER = struct.Struct("<II")
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
+_SUMMARY_FIELDS = struct.Struct("<40xQQ32xQ")  # DefaultStream offset, LengthAndType; StreamTableOffset
 
 
 def corrupt(message: str, path: Optional[str] = None) -> CorruptImage:
@@ -618,27 +619,41 @@ class CimImage:
             todo.extend(reversed([(base + d, r) for d, r in zip(dirs, subrecs)]))
 
     def summary(self) -> Dict[str, int]:
-        """Counts for ``cimfs info``: one pass over the file records and one over the names."""
-        files = dirs = streams = logical = 0
-        stored_objects = {}
-        for fid in range(1, self.file_count + 1):
-            rec = self.record(fid)
-            if rec.is_dir:
-                dirs += 1
-            else:
-                files += 1
-                if rec.stream_length and not rec.sparse:
-                    logical += rec.stream_length
-                    stored_objects[(rec.stream_offset, rec.stream_type)] = rec.stream_length
-            for _name, (offset, lat) in self.streams_of(rec).items():
+        """Counts for ``cimfs info``: one pass over the file tables' raw records (only the stream
+        fields are unpacked) and one over the directory tables' headers."""
+        files = dirs = streams = logical = names = 0
+        stored = {}
+        with_streams = []
+        dir_streams = []
+        for t, (offset, count, entry_size, _) in enumerate(self.tables):
+            if entry_size < RECORD_SIZE_V1:
+                raise corrupt("file table %d: entry size %d" % (t, entry_size))
+            data, at = self.span(offset, count * entry_size, "file table %d" % t)
+            for i in range(count):
+                stream_offset, lt, table_offset = _SUMMARY_FIELDS.unpack_from(data, at + i * entry_size)
+                length, stype = lt & OFFSET_MASK, (lt >> 48) & 0xFF
+                if stype == STREAM_LINK_TABLE:
+                    dirs += 1
+                    dir_streams.append((stream_offset, length))
+                else:
+                    files += 1
+                    if length and not lt & SPARSE_BIT:
+                        logical += length
+                        stored[(stream_offset, stype)] = length
+                if table_offset:
+                    with_streams.append(t * FILES_PER_TABLE + i + 1)
+        for fid in with_streams:
+            for _name, (offset, lat) in self.streams_of(self.record(fid)).items():
                 streams += 1
                 if lat & OFFSET_MASK and not lat & SPARSE_BIT:
                     logical += lat & OFFSET_MASK
-                    stored_objects[(offset, STREAM_DATA)] = lat & OFFSET_MASK
-        names = sum(n for fid, n in self._link_counts().items() if not self.record(fid).is_dir)
-        stored = sum(stored_objects.values())
-        return {"files": files, "directories": dirs, "links": names - files, "streams": streams,
-                "data_bytes": logical, "stored_bytes": stored, "dedup_saved_bytes": logical - stored,
+                    stored[(offset, STREAM_DATA)] = lat & OFFSET_MASK
+        for offset, length in dir_streams:
+            if length:
+                names += LinkTable(self, offset, length, 4, "directory").count
+        kept = sum(stored.values())
+        return {"files": files, "directories": dirs, "links": names - (dirs - 1) - files, "streams": streams,
+                "data_bytes": logical, "stored_bytes": kept, "dedup_saved_bytes": logical - kept,
                 "region_bytes": sum(r.size for r in self.regions)}
 
     def _link_counts(self) -> Counter:
