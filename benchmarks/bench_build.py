@@ -96,6 +96,7 @@ def main() -> None:
                 os.makedirs(mkdir or out, exist_ok=True)
                 os.makedirs(out, exist_ok=True)
                 os.sync()  # each tool starts with no other tool's dirty pages still being written back
+                time.sleep(1)
                 t = time.perf_counter()
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - t)

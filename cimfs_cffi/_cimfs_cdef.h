@@ -137,6 +137,8 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
 #define CIMFS_LINKS_DEFER_MISSING ...
 HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
                              UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
+HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
+                          const CIMFS_FILE_METADATA *metadata, UINT32 *failedIndex);
 
 /* Test hooks of the portable writer: fault injection, SHA-256, upcase. */
 #define CIM_FAULT_CREATE ...

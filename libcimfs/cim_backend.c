@@ -131,16 +131,6 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR dir, CIM_CREATE_IMAGE_FL
 #endif
 }
 
-/* Checks that a pairs buffer holds exactly 2 x count strings, the last NUL at units - 1. */
-static int pairs_buffer_ok(const WCHAR *pairs, size_t units, uint32_t count)
-{
-    size_t i, nuls = 0;
-    if (!pairs || units == 0 || pairs[units - 1] != 0) return 0;
-    for (i = 0; i < units; i++)
-        if (pairs[i] == 0) nuls++;
-    return nuls == 2 * (size_t)count;
-}
-
 HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t units, UINT32 count, UINT32 flags,
                              UINT32 *deferred, UINT32 *deferred_count, UINT32 *failed_index)
 {
@@ -149,7 +139,7 @@ HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t un
         return CIMFS_E_INVALIDARG;
     *failed_index = 0;
     if (count == 0) return CIMFS_S_OK;
-    if (!pairs_buffer_ok(pairs, units, count)) return CIMFS_E_INVALIDARG;
+    if (!cim_pairs_buffer_ok(pairs, units, count)) return CIMFS_E_INVALIDARG;
 #ifdef _WIN32
     if (IS_SYSTEM(h)) {
         path2_fn link = SYS(path2_fn, "CimCreateHardLink");

@@ -24,6 +24,17 @@ HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs,
                                        uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,
                                        uint32_t *failed_index);
 
+/* Checks that a pairs buffer (CimfsCreateHardLinks, CimfsAddHostFiles) holds exactly
+ * 2 x count strings, the last NUL at units - 1. */
+static inline int cim_pairs_buffer_ok(const WCHAR *pairs, size_t units, uint32_t count)
+{
+    size_t i, nuls = 0;
+    if (!pairs || units == 0 || pairs[units - 1] != 0) return 0;
+    for (i = 0; i < units; i++)
+        if (pairs[i] == 0) nuls++;
+    return nuls == 2 * (size_t)count;
+}
+
 /* Steps through a CimfsCreateHardLinks buffer ("new\0existing\0..."):
  * sets the pair at *pos and moves *pos past it.  The buffer's NULs were
  * counted by the caller, so the scans stay inside it. */

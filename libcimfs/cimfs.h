@@ -332,6 +332,23 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
 HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
                              UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
 
+/*
+ * CimfsAddHostFiles: add `count` regular files whose data are files of the
+ * host, each as CimCreateFile + CimWriteStream (all of it) + CimCloseStream
+ * would, in one call (the GIL-free hot path of `cimfs build`).
+ * `paths` holds count x (image path, NUL, host path, NUL) in UTF-16, `units`
+ * code units in all, framed like CimfsCreateHardLinks (else E_INVALIDARG,
+ * nothing done).  metadata[i] describes file i; its FileSize must be the host
+ * file's size.  Host paths are opened for reading as given (UTF-8 on POSIX).
+ * The first failure stops the batch: its HRESULT is returned, *failedIndex
+ * set, the files before it remain, and the failing file is not left in the
+ * image.  Errors: those of CimCreateFile/CimWriteStream; the host file's
+ * open/read error as an HRESULT (0x80070002 when it is missing or not a
+ * regular file); 0x80070026 (HANDLE_EOF) when its size is not FileSize.
+ */
+HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
+                          const CIMFS_FILE_METADATA *metadata, UINT32 *failedIndex);
+
 #ifdef __cplusplus
 }
 #endif
