@@ -284,3 +284,24 @@ def test_memory_does_not_grow_with_file_size(tmp_path):
                          text=True, check=True)
     assert int(out.stdout) < 64 * 1024, out.stdout      # KiB
     assert os.path.getsize(next(tmp_path / n for n in os.listdir(tmp_path) if n.startswith("region_") and n.endswith("_1"))) >= 512 << 20
+
+
+def test_a_file_that_vanishes_before_it_is_read_stops_the_build(tmp_path, monkeypatch):
+    import cimfs_cffi.build as B
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / ("f%d" % i)).write_bytes(b"x" * i)
+    real = B._HostFiles.submit
+
+    def vanish_then_submit(self):
+        if self.pending:
+            os.unlink(self.pending[1][1])
+        real(self)
+
+    monkeypatch.setattr(B._HostFiles, "submit", vanish_then_submit)
+    os.mkdir(tmp_path / "out")
+    with pytest.raises(BuildError) as e:
+        build(str(src), str(tmp_path / "out" / "x.cim"))
+    assert "cannot add %s as f1" % (src / "f1") in str(e.value) and e.value.path == str(src / "f1")
+    assert os.listdir(tmp_path / "out") == []

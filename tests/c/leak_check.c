@@ -108,6 +108,48 @@ static void build_base(const char *dir)
     CimCloseImage(h);
 }
 
+/* Appends ASCII `s` and its NUL to a pairs buffer at *n. */
+static void put(WCHAR *buf, size_t *n, const char *s)
+{
+    while (*s) buf[(*n)++] = (unsigned char)*s++;
+    buf[(*n)++] = 0;
+}
+
+/* CimfsAddHostFiles: a good file, then a missing one (stops the batch, frees everything). */
+static void host_files(const char *dir)
+{
+    CIMFS_IMAGE_HANDLE h;
+    CIMFS_FILE_METADATA m[2];
+    WCHAR pairs[2048];
+    char host[1024], missing[1024];
+    size_t n = 0;
+    UINT32 failed = 7;
+    FILE *f;
+    snprintf(host, sizeof host, "%s/host.txt", dir);
+    snprintf(missing, sizeof missing, "%s/no-such-host-file", dir);
+    f = fopen(host, "wb");
+    if (!f || fwrite("hosted", 1, 6, f) != 6 || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", host);
+        failures++;
+        return;
+    }
+    m[0] = md(0, 6);
+    m[1] = md(0, 1);
+    put(pairs, &n, "from-host");
+    put(pairs, &n, host);
+    put(pairs, &n, "from-nowhere");
+    put(pairs, &n, missing);
+    CHECK(CimCreateImage(W(dir), NULL, W("hosted.cim"), &h), CIMFS_S_OK);
+    CHECK(CimfsAddHostFiles(h, pairs, n, 2, m, &failed), CIMFS_HR_FILE_NOT_FOUND);
+    if (failed != 1) {
+        fprintf(stderr, "CimfsAddHostFiles: failedIndex %u, want 1\n", (unsigned)failed);
+        failures++;
+    }
+    CHECK(CimfsAddHostFiles(h, pairs, n - 1, 2, m, &failed), CIMFS_E_INVALIDARG);
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CimCloseImage(h);
+}
+
 int main(int argc, char **argv)
 {
     CIMFS_IMAGE_HANDLE h, h2;
@@ -117,6 +159,7 @@ int main(int argc, char **argv)
     char sub[1024];
 
     build_base(dir);
+    host_files(dir);
 
     /* Fork: load, change, commit. */
     CHECK(CimCreateImage(W(dir), W("base.cim"), W("child.cim"), &h), CIMFS_S_OK);
