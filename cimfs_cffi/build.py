@@ -656,13 +656,12 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
     directory, name = os.path.split(os.path.abspath(image))
-    if not os.path.isdir(directory):
-        raise BuildError("the image directory %s does not exist" % directory, path=directory)
     if not os.path.exists(source):
         raise BuildError("no such source: %s" % source, path=source)
     parent_name = os.path.basename(parent) if parent else None
     if parent and os.path.dirname(os.path.abspath(os.path.join(directory, parent))) != directory:
         raise BuildError("the parent image must be in the image's directory (%s)" % directory, path=parent)
+    os.makedirs(directory, exist_ok=True)
     progress = progress or Progress(enabled=False)
     summary = BuildSummary(image=image)
     temp = ".%s.%s.partial" % (name, uuid.uuid4().hex[:12])

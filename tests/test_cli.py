@@ -88,9 +88,10 @@ def test_every_command_has_help_with_examples(command, capsys):
 
 
 def test_python_dash_m_runs_the_command(rich):
-    done = subprocess.run([sys.executable, "-m", "cimfs_cffi", "ls", rich], capture_output=True, text=True)
+    here = os.path.dirname(rich)  # not the checkout, whose cimfs_cffi/ has no compiled module
+    done = subprocess.run([sys.executable, "-m", "cimfs_cffi", "ls", rich], capture_output=True, text=True, cwd=here)
     assert done.returncode == 0 and done.stdout == "Files\n"
-    done = subprocess.run([sys.executable, "-m", "cimfs_cffi"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "cimfs_cffi"], capture_output=True, text=True, cwd=here)
     assert done.returncode == 2 and "usage:" in done.stderr
 
 

@@ -114,14 +114,15 @@ def test_sha256_matches_hashlib_on_random_lengths():
         assert bytes(out) == hashlib.sha256(data).digest()
 
 
-def test_sha256_portable_path_matches_hashlib_too():
+def test_sha256_portable_path_matches_hashlib_too(tmp_path):
     """CIMFS_SHA256=portable turns the SHA-NI block function off (chosen once per process)."""
     code = ("import hashlib, os; from cimfs_cffi import ffi, lib\n"
             "out = ffi.new('uint8_t[32]')\n"
             "for n in list(range(300)) + [4096, 100000]:\n"
             "    d = os.urandom(n); lib.CimfsTestSha256(d, n, out)\n"
             "    assert bytes(out) == hashlib.sha256(d).digest(), n\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "CIMFS_SHA256": "portable"})
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "CIMFS_SHA256": "portable"},
+                   cwd=str(tmp_path))  # not the checkout: import the installed package
 
 
 def test_stream_table_is_u32_prefixed(writer):
