@@ -620,11 +620,12 @@ def _region_sets(cim_path: str) -> List[str]:
         return []
 
 
-def _sets_in_use(directory: str, skip: str) -> set:
+def _sets_in_use(directory: str) -> set:
+    """Region-set GUIDs used by any image file in ``directory``."""
     used = set()
     for name in os.listdir(directory):
         p = os.path.join(directory, name)
-        if name.startswith(("region_", "objectid_")) or p == skip or not os.path.isfile(p):
+        if name.startswith(("region_", "objectid_")) or not os.path.isfile(p):
             continue
         with open(p, "rb") as f:
             if f.read(8) != MAGIC:
@@ -682,7 +683,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
             committed = True
         old_sets = _region_sets(image) if os.path.exists(image) else []
         os.replace(temp_path, image)
-        in_use = _sets_in_use(directory, skip="")
+        in_use = _sets_in_use(directory)
         for guid in old_sets[-1:]:
             if guid not in in_use:
                 _remove_region_set(directory, guid)

@@ -207,10 +207,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:
-        try:
-            sys.stdout = None  # nothing more can reach a closed pipe
-        finally:
-            return 1
+        # The reader went away (cimfs cat ... | head): point stdout at devnull so the
+        # interpreter's final flush does not complain, and stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("cimfs: interrupted", file=sys.stderr)
         return 130

@@ -563,47 +563,17 @@ class CimImage:
             return f.read()
 
     # ---- traversal -------------------------------------------------------------------------------
-    def iter_tree(self, top="") -> Iterator[Tuple[str, Record]]:
-        """(path, record) of ``top`` and everything below it, parents before children.
-
-        Each directory is entered once; one reached again (a directory hard link
-        or a cycle, which the API cannot create) is corrupt.
-        """
-        rec, shown, _ = self._resolve(top)
-        yield shown, rec
-        if not rec.is_dir:
-            return
+    def _directories(self, rec: Record, shown: str) -> Iterator[Tuple[str, List[Tuple[str, Record]]]]:
+        """(directory path, [(name, record)...]) of directory ``rec`` and each directory below
+        it, parents first.  Each directory is entered once; one reached again (a directory hard
+        link or a cycle, which the API cannot create) is corrupt."""
         seen = {rec.id}
         todo = [(shown, rec)]
         while todo:
             prefix, drec = todo.pop()
             table = self.directory_table(drec, prefix or "\\")
-            if not table:
-                continue
             base = prefix + "\\" if prefix else ""
-            subdirs = []
-            for name, fid in zip(table.names(), table.ids()):
-                child = self.record(fid, base + name)
-                yield base + name, child
-                if child.is_dir:
-                    if fid in seen:
-                        raise corrupt("directory %d is reached by a second name (%s)" % (fid, base + name))
-                    seen.add(fid)
-                    subdirs.append((base + name, child))
-            todo.extend(reversed(subdirs))
-
-    def walk(self, top="") -> Iterator[Tuple[str, List[str], List[str]]]:
-        """Like ``os.walk``: (directory path, subdirectory names, file names), top down."""
-        rec, shown, _ = self._resolve(top)
-        if not rec.is_dir:
-            return
-        seen = {rec.id}
-        todo = [(shown, rec)]
-        while todo:
-            prefix, drec = todo.pop()
-            table = self.directory_table(drec, prefix or "\\")
-            dirs, files, subrecs = [], [], []
-            base = prefix + "\\" if prefix else ""
+            entries = []
             if table:
                 for name, fid in zip(table.names(), table.ids()):
                     child = self.record(fid, base + name)
@@ -611,12 +581,26 @@ class CimImage:
                         if fid in seen:
                             raise corrupt("directory %d is reached by a second name (%s)" % (fid, base + name))
                         seen.add(fid)
-                        dirs.append(name)
-                        subrecs.append(child)
-                    else:
-                        files.append(name)
-            yield prefix, dirs, files
-            todo.extend(reversed([(base + d, r) for d, r in zip(dirs, subrecs)]))
+                    entries.append((name, child))
+            yield prefix, entries
+            todo.extend(reversed([(base + n, r) for n, r in entries if r.is_dir]))
+
+    def iter_tree(self, top="") -> Iterator[Tuple[str, Record]]:
+        """(path, record) of ``top`` and everything below it, parents before children."""
+        rec, shown, _ = self._resolve(top)
+        yield shown, rec
+        if rec.is_dir:
+            for prefix, entries in self._directories(rec, shown):
+                base = prefix + "\\" if prefix else ""
+                for name, child in entries:
+                    yield base + name, child
+
+    def walk(self, top="") -> Iterator[Tuple[str, List[str], List[str]]]:
+        """Like ``os.walk``: (directory path, subdirectory names, file names), top down."""
+        rec, shown, _ = self._resolve(top)
+        if rec.is_dir:
+            for prefix, entries in self._directories(rec, shown):
+                yield prefix, [n for n, r in entries if r.is_dir], [n for n, r in entries if not r.is_dir]
 
     def summary(self) -> Dict[str, int]:
         """Counts for ``cimfs info``: one pass over the file tables' raw records (only the stream
