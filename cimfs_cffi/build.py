@@ -154,6 +154,7 @@ class _Builder:
         self.touched = set()                   # upcased names those links read or write
         self.later: List[Tuple[str, str]] = []  # links whose target comes later in the source
         self.made = set()                      # upcased paths this build created (links resolve against it)
+        self.gone = set()                      # upcased paths whited out: the parent image's are hidden below
         self.before_image_call: Callable[[], None] = _nothing  # set while host files are in flight
 
     @property
@@ -167,14 +168,24 @@ class _Builder:
         k = _key(path)
         if k in self.made or k in self.dirs:
             return True
-        return self.parent is not None and self.parent.exists(path)
+        return self.in_parent(path)
+
+    def in_parent(self, path: str) -> bool:
+        """Whether the parent image has ``path`` and no whiteout of it or an ancestor hid it."""
+        if self.parent is None:
+            return False
+        if self.gone:
+            parts = _key(path).split("\\")
+            if any("\\".join(parts[:i]) in self.gone for i in range(1, len(parts) + 1)):
+                return False
+        return self.parent.exists(path)
 
     def ensure_parents(self, path: str) -> None:
         parent = path.rpartition("\\")[0]
         if _key(parent) in self.dirs:
             return
         self.ensure_parents(parent)
-        if not (self.parent is not None and self.parent.exists(parent)):
+        if not self.in_parent(parent):
             self.before_change(parent)
             self.writer.add_directory(parent)
             self.made.add(_key(parent))
@@ -248,6 +259,7 @@ class _Builder:
             pass
         k = _key(path)
         self.made.discard(k)
+        self.gone.add(k)
         if k in self.dirs:  # a directory: forget everything below it too
             below = k + "\\"
             self.dirs = {d for d in self.dirs if d != k and not d.startswith(below)}

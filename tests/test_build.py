@@ -183,6 +183,19 @@ def test_whiteouts_delete_parent_image_entries(tmp_path):
     assert verify(str(tmp_path / "top.cim")) == []
 
 
+def test_a_whited_out_parent_directory_stays_gone_below_new_entries(tmp_path):
+    base = make_tar(tmp_path / "base.tar", [("Files/d/old", "file", b"o", None), ("Files/d/keep", "file", b"k", None)])
+    top = make_tar(tmp_path / "top.tar", [("Files/.wh.d", "file", b"", None), ("Files/d/new", "file", b"n", None),
+                                          ("Files/l", "link", "Files/d/keep", None)])
+    build(base, str(tmp_path / "base.cim"))
+    with pytest.raises(BuildError, match="Files\\\\l -> Files\\\\d\\\\keep"):
+        build(top, str(tmp_path / "top.cim"), parent="base.cim")  # the link's target went with d
+    top = make_tar(tmp_path / "top.tar", [("Files/.wh.d", "file", b"", None), ("Files/d/new", "file", b"n", None)])
+    build(top, str(tmp_path / "top.cim"), parent="base.cim")
+    with open_image(str(tmp_path / "top.cim")) as img:
+        assert img.listdir("Files/d") == ["new"] and img.stat("Files/d").last_write_time == 0
+
+
 def test_base_layer_gets_hcsshim_hive_links_and_layout(tmp_path):
     config = "Files/Windows/System32/config/"
     src = make_tar(tmp_path / "base.tar", [(config + "SYSTEM", "file", b"regf-system", None),
