@@ -479,6 +479,16 @@ def _time_arg(ticks: int):
     return datetime.datetime(1601, 1, 1) + datetime.timedelta(microseconds=ticks // 10)
 
 
+def _fileattr(m: tarfile.TarInfo) -> int:
+    """MSWINDOWS.fileattr (decimal, as go-winio writes it), or 0 when absent."""
+    text = m.pax_headers.get(lt.FILEATTR, "0")
+    try:
+        return int(text, 10) & 0xFFFFFFFF
+    except ValueError:
+        raise BuildError("tar entry %r: MSWINDOWS.fileattr %r is not a decimal number" % (m.name, text),
+                         path=m.name) from None
+
+
 def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
     pax = m.pax_headers
     where = m.name
@@ -496,11 +506,7 @@ def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
     md = FileMetadata(last_write_time=mtime, last_access_time=when("atime", mtime),
                       change_time=when("ctime", mtime), creation_time=when(lt.CREATIONTIME, mtime))
     if lt.FILEATTR in pax:
-        try:
-            md.attributes = int(pax[lt.FILEATTR], 0) & 0xFFFFFFFF
-        except ValueError:
-            raise BuildError("tar entry %r: MSWINDOWS.fileattr %r is not a number" % (where, pax[lt.FILEATTR]),
-                             path=where) from None
+        md.attributes = _fileattr(m)
     else:
         name = where.rstrip("/").rsplit("/", 1)[-1]
         md.attributes = (READONLY if not m.mode & 0o222 else 0) | (HIDDEN if name.startswith(".") else 0)
@@ -582,13 +588,11 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
         b.directory(path, _tar_metadata(m, True))
         return
     if m.issym():
-        md = _tar_metadata(m, False)
-        if int(m.pax_headers.get(lt.FILEATTR, "0"), 0) & DIRECTORY:
-            md.attributes |= DIRECTORY
-            b.directory(path, md)
+        if _fileattr(m) & DIRECTORY:  # a directory symlink or junction
+            b.directory(path, _tar_metadata(m, True))
             b.summary.symlinks += 1
         else:
-            b.file(path, md, io.BytesIO(), 0)
+            b.file(path, _tar_metadata(m, False), io.BytesIO(), 0)
         return
     if m.isreg():
         md = _tar_metadata(m, False)
