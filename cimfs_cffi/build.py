@@ -684,7 +684,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     temp = ".%s.%s.partial" % (name, uuid.uuid4().hex[:12])
     temp_path = os.path.join(directory, temp)
     parent_reader = open_image(os.path.join(directory, parent_name)) if parent_name else None
-    committed = False
+    committed = replaced = False
+    old_sets: List[str] = []
     try:
         with Image.create(directory, temp, parent=parent_name) as img:
             b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
@@ -699,12 +700,9 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
             committed = True
         old_sets = _region_sets(image) if os.path.exists(image) else []
         os.replace(temp_path, image)
-        in_use = _sets_in_use(directory)
-        for guid in old_sets[-1:]:
-            if guid not in in_use:
-                _remove_region_set(directory, guid)
+        replaced = True
     except BaseException:
-        if committed:
+        if committed and not replaced:
             own = _region_sets(temp_path)[-1:]
             try:
                 os.unlink(temp_path)
@@ -717,6 +715,13 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         if parent_reader is not None:
             parent_reader.close()
         progress.done()
+    try:  # the replaced image's region files, unless another image still uses them; best effort
+        in_use = _sets_in_use(directory)
+        for guid in old_sets[-1:]:
+            if guid not in in_use:
+                _remove_region_set(directory, guid)
+    except OSError as e:
+        summary.warnings.append("old region files of %s not removed: %s" % (image, e))
     summary.seconds = time.monotonic() - started
     return summary
 
