@@ -2,17 +2,14 @@
 
     python examples/hardlinks_demo.py [OUTPUT_DIR]
 
-The listing is read back with the independent format reader in tests/
-(the reader issue makes it part of the package).
+The listing is read back with the package's reader (pure Python, independent of the C
+writer) after the verifier has checked the image.
 """
 import os
 import sys
 import tempfile
 
-from cimfs_cffi import FileMetadata, Image, symlink_reparse
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import cimreader  # noqa: E402
+from cimfs_cffi import FileMetadata, Image, open_image, symlink_reparse, verify
 
 
 def main():
@@ -34,21 +31,19 @@ def main():
         ])
         image.commit()
 
-    img = cimreader.Image(os.path.join(out, name))
-    img.check()
-    print("image %s (format %d.%d), files in %s:" % (name, img.major, img.minor, out))
+    path = os.path.join(out, name)
+    findings = verify(path)
+    print("image %s: %s, files in %s:" % (name, "verified clean" if not findings else findings, out))
     for f in sorted(os.listdir(out)):
         print("  %-60s %8d bytes" % (f, os.path.getsize(os.path.join(out, f))))
-    paths = img.walk()
-    links = {}
-    for fid in paths.values():
-        links[fid] = links.get(fid, 0) + 1
     print("contents:")
-    for path, fid in sorted(paths.items()):
-        rec = img.record(fid)
-        kind = "dir " if rec.is_dir else "file"
-        size = "" if rec.is_dir else "%6d bytes" % rec.stream_length
-        print("  %s id=%-3d links=%d %-12s \\%s" % (kind, fid, links[fid], size, path))
+    with open_image(path) as img:
+        for directory, dirs, files in img.walk():
+            for n in dirs + files:
+                st = img.stat(directory + "\\" + n if directory else n)
+                size = "" if st.is_dir else "%6d bytes" % st.size
+                print("  %s id=%-3d links=%d %-12s \\%s" % ("dir " if st.is_dir else "file", st.file_id, st.nlink,
+                                                         size, st.path))
 
 
 if __name__ == "__main__":
