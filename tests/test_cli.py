@@ -183,3 +183,11 @@ def test_symlink_chains_cannot_climb_out_through_another_symlink(tmp_path):
         str(tmp_path / "chain.cim"), str(tmp_path / "out"))
     assert not os.path.islink(tmp_path / "out" / "t") and os.path.islink(tmp_path / "out" / "ok")
     assert any(line.startswith("t: symlink") for line in report)
+
+
+def test_the_readme_example_script_runs(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "hardlinks_demo.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "verified clean" in done.stdout and "links=3" in done.stdout
