@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 from . import layertar as lt
 from .metadata import DIRECTORY, ea_buffer, mount_point_reparse, parse_ea_buffer, parse_reparse, symlink_reparse
-from .reader import NULL_DACL_SD, OFFSET_MASK, SPARSE_BIT, CimImage, FileInfo, corrupt, open_image
+from .reader import NULL_DACL_SD, CimImage, FileInfo, corrupt, open_image
 
 __all__ = ["export"]
 
@@ -69,23 +69,30 @@ def _link_entry(info: FileInfo, tar_info: tarfile.TarInfo) -> None:
     tar_info.pax_headers[lt.RAW_REPARSE] = lt.b64(data)
 
 
+def _ustar_mtime(info: FileInfo) -> int:
+    """The ustar header's mtime (whole seconds in its range); the PAX record has the exact time."""
+    return max(0, min(int(info.st_mtime), 8 ** 11 - 1))
+
+
 def _entry(name: str, info: FileInfo, pax: Dict[str, str]) -> tarfile.TarInfo:
     t = tarfile.TarInfo(name)
-    t.mtime = max(0, min(int(info.st_mtime), 8 ** 11 - 1))
+    t.mtime = _ustar_mtime(info)
     t.mode = 0o755 if info.is_dir else (0o444 if info.attributes & 1 else 0o644)
     t.pax_headers = pax
     return t
 
 
-def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileInfo) -> None:
-    for stream, (offset, lat) in image.streams_of(info._rec).items():
-        size, sparse = lat & OFFSET_MASK, bool(lat & SPARSE_BIT)
+def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileInfo) -> int:
+    """The alternate streams of a file as ``name:stream:$DATA`` entries; returns how many."""
+    streams = image.streams_of(info._rec)
+    for stream, s in streams.items():
         t = tarfile.TarInfo("%s:%s%s" % (name, stream, lt.STREAM_SUFFIX))
-        t.size, t.mtime, t.mode = size, max(0, min(int(info.st_mtime), 8 ** 11 - 1)), 0o644
-        if sparse:
+        t.size, t.mtime, t.mode = s.length, _ustar_mtime(info), 0o644
+        if s.sparse:
             t.pax_headers = {lt.SPARSE: "1"}
-        with image.stream_reader(t.name, offset, size, 0, sparse) as f:
+        with image.stream_reader(t.name, s) as f:
             tar.addfile(t, f)
+    return len(streams)
 
 
 def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
@@ -132,13 +139,11 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
                         t.pax_headers[lt.SPARSE] = "1"
                 _link_entry(info, t)
                 if t.type == tarfile.REGTYPE:
-                    with image.stream_reader(name, rec.stream_offset, rec.stream_length, rec.stream_type,
-                                             rec.sparse) as f:
+                    with image.stream_reader(name, rec.default_stream) as f:
                         tar.addfile(t, f)
                 else:
                     tar.addfile(t)
-                _write_streams(tar, image, name, info)
-                counts["streams"] += len(image.streams_of(rec))
+                counts["streams"] += _write_streams(tar, image, name, info)
                 if progress:
                     progress(counts)
         os.replace(tmp, out_path)

@@ -22,8 +22,8 @@ from typing import Dict, List, Optional, Tuple
 
 from .metadata import IO_REPARSE_TAG_SYMLINK, parse_reparse
 from .errors import PathNotFound
-from .reader import (ATTR_ARCHIVE, ATTR_HIDDEN, ATTR_READONLY, ATTR_SPARSE, ATTR_SYSTEM, NULL_DACL_SD, OFFSET_MASK,
-                     SPARSE_BIT, UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
+from .reader import (ATTR_ARCHIVE, ATTR_HIDDEN, ATTR_READONLY, ATTR_SPARSE, ATTR_SYSTEM, NULL_DACL_SD,
+                     UNIX_EPOCH_FILETIME, CimImage, FileInfo, open_image)
 
 __all__ = ["extract", "safe_link_target"]
 
@@ -143,8 +143,8 @@ class _Extractor:
             self.xattr(path, host, "sd", sd, "security descriptor")
         if info.ea:
             self.xattr(path, host, "ea", info.ea, "extended attributes")
-        for stream, (offset, lat) in self.image.streams_of(rec).items():
-            with self.image.stream_reader(stream, offset, lat & OFFSET_MASK, 0, bool(lat & SPARSE_BIT)) as f:
+        for stream, s in self.image.streams_of(rec).items():
+            with self.image.stream_reader(stream, s) as f:
                 self.xattr(path, host, "stream." + stream, f.read(), "alternate stream %r" % stream)
         if not info.is_dir:
             self.times(path, host, info)
@@ -179,8 +179,7 @@ class _Extractor:
             if rec.sparse:  # all zeros: a hole, however large the stream claims to be
                 out.truncate(rec.stream_length)
             else:
-                with self.image.stream_reader(path, rec.stream_offset, rec.stream_length, rec.stream_type,
-                                              False) as src:
+                with self.image.stream_reader(path, rec.default_stream) as src:
                     shutil.copyfileobj(src, out, _CHUNK)
         if info.attributes & ATTR_READONLY:
             os.chmod(host, 0o444)

@@ -26,7 +26,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import HR_FILE_CORRUPT, HR_PATH_NOT_FOUND, CorruptImage, PathNotFound
 
@@ -108,6 +108,20 @@ def _find_file(directory: str, name: str, listing: Dict[str, str]) -> str:
     return os.path.join(directory, listing.get(name.lower(), name))
 
 
+class Stream(NamedTuple):
+    """A Stream (format spec section 10), decoded: where its bytes are, how many, how stored."""
+
+    offset: int     # RegionOffset of the data, link table or PeImage object
+    length: int
+    type: int       # STREAM_DATA, STREAM_LINK_TABLE or STREAM_PE_IMAGE
+    sparse: bool
+
+    @classmethod
+    def decode(cls, offset: int, length_and_type: int) -> "Stream":
+        return cls(offset, length_and_type & OFFSET_MASK, (length_and_type >> 48) & 0xFF,
+                   bool(length_and_type & SPARSE_BIT))
+
+
 class Record:
     """A parsed 96-byte File record (format spec section 9)."""
 
@@ -129,6 +143,10 @@ class Record:
     @property
     def is_dir(self) -> bool:
         return self.stream_type == STREAM_LINK_TABLE
+
+    @property
+    def default_stream(self) -> Stream:
+        return Stream(self.stream_offset, self.stream_length, self.stream_type, self.sparse)
 
     @property
     def attributes(self) -> int:
@@ -494,24 +512,23 @@ class CimImage:
         return [(name, FileInfo(self, self.record(fid, prefix + name), prefix + name))
                 for name, fid in zip(table.names(), table.ids())]
 
-    def streams_of(self, rec: Record) -> Dict[str, Tuple[int, int]]:
-        """{name: (DataOffset, LengthAndType)} of a record's alternate streams."""
+    def streams_of(self, rec: Record) -> Dict[str, Stream]:
+        """{name: Stream} of a record's alternate streams."""
         table = self.stream_table(rec)
         if not table:
             return {}
         out = {}
         for i, name in enumerate(table.names()):
-            offset, lt = struct.unpack("<QQ", table.value(i))
-            if (lt >> 48) & 0xFF != STREAM_DATA:
-                raise corrupt("file %d: alternate stream %r has type %d (only data allowed)"
-                              % (rec.id, name, (lt >> 48) & 0xFF))
-            out[name] = (offset, lt)
+            s = Stream.decode(*struct.unpack("<QQ", table.value(i)))
+            if s.type != STREAM_DATA:
+                raise corrupt("file %d: alternate stream %r has type %d (only data allowed)" % (rec.id, name, s.type))
+            out[name] = s
         return out
 
     def streams(self, path) -> Dict[str, int]:
         """{name: size} of the alternate data streams of a file or directory."""
         rec, _, _ = self._resolve(path)
-        return {name: lt & OFFSET_MASK for name, (_, lt) in self.streams_of(rec).items()}
+        return {name: s.length for name, s in self.streams_of(rec).items()}
 
     def open(self, path, stream: Optional[str] = None) -> StreamReader:
         """A seekable binary file over a file's data or one of its alternate streams."""
@@ -523,15 +540,16 @@ class CimImage:
             match = [n for n in found if self.key(n) == key]
             if not match:
                 raise PathNotFound(HR_PATH_NOT_FOUND, "no stream %r" % stream, path=str(path))
-            offset, lt = found[match[0]]
-            return self.stream_reader("%s:%s" % (shown, match[0]), offset, lt & OFFSET_MASK, STREAM_DATA,
-                                      bool(lt & SPARSE_BIT))
+            return self.stream_reader("%s:%s" % (shown, match[0]), found[match[0]])
         if rec.is_dir:
             raise IsADirectoryError(21, "is a directory", str(path))
-        return self.stream_reader(shown, rec.stream_offset, rec.stream_length, rec.stream_type, rec.sparse)
+        return self.stream_reader(shown, rec.default_stream)
 
-    def stream_reader(self, name: str, offset: int, length: int, stype: int, sparse: bool) -> StreamReader:
-        return StreamReader(name, length, [] if sparse or length == 0 else self.stream_runs(offset, length, stype, name))
+    def stream_reader(self, name: str, stream: Stream) -> StreamReader:
+        """A seekable binary file over one stream (see :meth:`streams_of`, ``Record.default_stream``)."""
+        if stream.sparse or stream.length == 0:
+            return StreamReader(name, stream.length, [])
+        return StreamReader(name, stream.length, self.stream_runs(stream.offset, stream.length, stream.type, name))
 
     def stream_runs(self, offset: int, length: int, stype: int, what: str) -> List[Tuple[int, int, object, int]]:
         """The validated runs of a non-empty, non-sparse stream (format spec section 10)."""
@@ -627,11 +645,11 @@ class CimImage:
                 if table_offset:
                     with_streams.append(t * FILES_PER_TABLE + i + 1)
         for fid in with_streams:
-            for _name, (offset, lat) in self.streams_of(self.record(fid)).items():
+            for s in self.streams_of(self.record(fid)).values():
                 streams += 1
-                if lat & OFFSET_MASK and not lat & SPARSE_BIT:
-                    logical += lat & OFFSET_MASK
-                    stored[(offset, STREAM_DATA)] = lat & OFFSET_MASK
+                if s.length and not s.sparse:
+                    logical += s.length
+                    stored[(s.offset, STREAM_DATA)] = s.length
         for offset, length in dir_streams:
             if length:
                 names += LinkTable(self, offset, length, 4, "directory").count

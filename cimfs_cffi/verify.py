@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 from .errors import CorruptImage
 from .reader import (FT_IMAGE, FT_OBJECTID, FT_REGION, IMAGE_HEADER_SIZE, MAGIC, OBJECTID_ENTRY_SIZE,
-                     OBJECTID_HEADER_SIZE, OFFSET_MASK, REGION_SET_SIZE, STREAM_DATA,
+                     OBJECTID_HEADER_SIZE, REGION_SET_SIZE, STREAM_DATA,
                      STREAM_LINK_TABLE, STREAM_PE_IMAGE, CimImage, LinkTable, Record, Region, _find_file)
 
 __all__ = ["verify", "Finding"]
@@ -257,9 +257,9 @@ class _Checker:
         table = img.stream_table(rec)  # refuses a table longer than its u32 prefix
         if table is not None:
             self.names_in_order(obj + " streams", table)
-            for name, (offset, lt) in img.streams_of(rec).items():
-                if lt & OFFSET_MASK and not (lt >> 56) & 1:
-                    img.stream_runs(offset, lt & OFFSET_MASK, STREAM_DATA, "%s:%s" % (obj, name))
+            for name, s in img.streams_of(rec).items():
+                if s.length and not s.sparse:
+                    img.stream_runs(s.offset, s.length, STREAM_DATA, "%s:%s" % (obj, name))
 
     def security_descriptor(self, obj: str, rec: Record) -> None:
         if not rec.sd_offset:

@@ -57,20 +57,18 @@ class Image(CimImage):
     def lookup(self, path):
         return self._resolve(path)[0].id
 
-    def _reader(self, rec, name, offset, length, stype, sparse):
-        with self.stream_reader(name, offset, length, stype, sparse) as f:
+    def _read_stream(self, name, stream):
+        with self.stream_reader(name, stream) as f:
             return f.read()
 
     def read(self, fid):
         r = self.record(fid)
         if r.is_dir:
             raise IsADirectoryError(fid)
-        return self._reader(r, str(fid), r.stream_offset, r.stream_length, r.stream_type, r.sparse)
+        return self._read_stream(str(fid), r.default_stream)
 
     def streams(self, fid):
-        r = self.record(fid)
-        return {name: self._reader(r, name, off, lt & ((1 << 48) - 1), 0, bool(lt >> 56 & 1))
-                for name, (off, lt) in self.streams_of(r).items()}
+        return {name: self._read_stream(name, s) for name, s in self.streams_of(self.record(fid)).items()}
 
     def node(self, fid):
         r = self.record(fid)

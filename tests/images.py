@@ -77,7 +77,7 @@ def tree(path):
     """What "identical" means for a round trip, as the reader sees it: for every name, the
     first name of its link group, metadata, data, streams, SD, EA and reparse buffer."""
     from cimfs_cffi import open_image
-    from cimfs_cffi.reader import OFFSET_MASK, FileInfo
+    from cimfs_cffi.reader import FileInfo
     out, first = {}, {}
     with open_image(path) as img:
         for p, rec in img.iter_tree():
@@ -85,11 +85,11 @@ def tree(path):
             info = FileInfo(img, rec, p)
             data = None
             if not rec.is_dir:
-                with img.stream_reader(p, rec.stream_offset, rec.stream_length, rec.stream_type, rec.sparse) as f:
+                with img.stream_reader(p, rec.default_stream) as f:
                     data = f.read()
             streams = {}
-            for name, (offset, lat) in img.streams_of(rec).items():
-                with img.stream_reader(name, offset, lat & OFFSET_MASK, 0, bool(lat >> 56 & 1)) as f:
+            for name, s in img.streams_of(rec).items():
+                with img.stream_reader(name, s) as f:
                     streams[name] = f.read()
             out[p] = dict(group=group, attributes=info.attributes, times=rec.times, sparse=rec.sparse, data=data,
                           streams=streams, sd=info.security_descriptor, ea=info.ea, reparse=info.reparse_data)

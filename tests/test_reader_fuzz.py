@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cimfs_cffi import CorruptImage, open_image, verify
-from cimfs_cffi.reader import OFFSET_MASK, SPARSE_BIT, FileInfo
+from cimfs_cffi.reader import OFFSET_MASK, FileInfo
 from conftest import examples
 from images import build_rich_image
 
@@ -54,11 +54,11 @@ def read_everything(path):
             info = FileInfo(img, rec, p)
             (info.nlink, info.security_descriptor, info.ea, info.reparse_data, info.attributes)
             if not rec.is_dir:
-                with img.stream_reader(p, rec.stream_offset, rec.stream_length, rec.stream_type, rec.sparse) as f:
+                with img.stream_reader(p, rec.default_stream) as f:
                     f.seek(max(0, rec.stream_length - READ_CAP // 2))
                     f.read(READ_CAP)
-            for name, (offset, lat) in img.streams_of(rec).items():
-                with img.stream_reader(name, offset, lat & OFFSET_MASK, 0, bool(lat & SPARSE_BIT)) as f:
+            for name, s in img.streams_of(rec).items():
+                with img.stream_reader(name, s) as f:
                     f.read(READ_CAP)
         list(img.walk())
 
