@@ -258,7 +258,9 @@ def parse_reparse(buf: bytes) -> Optional[ReparseLink]:
 def parse_ea_buffer(buf: bytes) -> List[Tuple[bytes, bytes, int]]:
     """(name, value, flags) of each entry of a FILE_FULL_EA_INFORMATION chain.
 
-    Raises InvalidArgument for a malformed chain (see ``verify.ea_chain_problem``).
+    Raises InvalidArgument naming the first malformed entry: one running past
+    the buffer, an empty or unterminated name, or a next-entry offset that
+    overlaps the entry or is not 4-aligned.
     """
     out, at = [], 0
     while True:
@@ -266,12 +268,14 @@ def parse_ea_buffer(buf: bytes) -> List[Tuple[bytes, bytes, int]]:
             raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d runs past the buffer" % at)
         next_offset, flags, name_len, value_len = struct.unpack_from("<IBBH", buf, at)
         name_at = at + 8
-        if name_at + name_len + 1 + value_len > len(buf):
-            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d runs past the buffer" % at)
-        out.append((buf[name_at:name_at + name_len], buf[name_at + name_len + 1:name_at + name_len + 1 + value_len],
-                    flags))
+        end = name_at + name_len + 1 + value_len
+        if name_len == 0 or end > len(buf) or buf[name_at + name_len] != 0:
+            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d: name/value lengths do not fit (or the name "
+                                                "is not NUL-terminated)" % at)
+        out.append((buf[name_at:name_at + name_len], buf[name_at + name_len + 1:end], flags))
         if next_offset == 0:
             return out
-        if next_offset < 8:
-            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d: next offset %d" % (at, next_offset))
+        if next_offset < end - at or next_offset % 4:
+            raise InvalidArgument(E_INVALIDARG, "EA chain entry at %d: next-entry offset %d overlaps the entry or "
+                                                "is unaligned" % (at, next_offset))
         at += next_offset

@@ -15,9 +15,10 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List
 
-from .errors import CorruptImage
+from .errors import CorruptImage, InvalidArgument
+from .metadata import parse_ea_buffer
 from .reader import (FT_IMAGE, FT_OBJECTID, FT_REGION, IMAGE_HEADER_SIZE, MAGIC, OBJECTID_ENTRY_SIZE,
                      OBJECTID_HEADER_SIZE, REGION_SET_SIZE, STREAM_DATA,
                      STREAM_LINK_TABLE, STREAM_PE_IMAGE, CimImage, LinkTable, Record, Region, _find_file)
@@ -26,7 +27,6 @@ __all__ = ["verify", "Finding"]
 
 ERROR, WARNING = "error", "warning"
 DIGEST_SIZE = 24
-_EA_HEADER = struct.Struct("<IBBH")
 
 
 @dataclass(frozen=True)
@@ -291,26 +291,10 @@ class _Checker:
         if not rec.ea_offset:
             return
         data, start = self.image.span(rec.ea_offset, rec.ea_length, obj + " EA buffer")
-        problem = ea_chain_problem(bytes(data[start:start + rec.ea_length]))
-        if problem:
-            self.add(ERROR, obj, "EA chain: " + problem)
-
-
-def ea_chain_problem(buf: bytes) -> Optional[str]:
-    """Why a FILE_FULL_EA_INFORMATION chain is malformed, or None."""
-    at = 0
-    while True:
-        if at + 8 > len(buf):
-            return "entry at %d runs past the buffer" % at
-        next_offset, _flags, name_len, value_len = _EA_HEADER.unpack_from(buf, at)
-        end = at + 8 + name_len + 1 + value_len
-        if name_len == 0 or end > len(buf) or buf[at + 8 + name_len] != 0:
-            return "entry at %d: name/value lengths do not fit (or the name is not NUL-terminated)" % at
-        if next_offset == 0:
-            return None
-        if next_offset < end - at or next_offset % 4:
-            return "entry at %d: next-entry offset %d overlaps the entry or is unaligned" % (at, next_offset)
-        at += next_offset
+        try:
+            parse_ea_buffer(bytes(data[start:start + rec.ea_length]))
+        except InvalidArgument as e:
+            self.add(ERROR, obj, e.reason)
 
 
 def verify(path) -> List[Finding]:

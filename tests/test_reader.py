@@ -184,3 +184,15 @@ def test_a_damaged_image_raises_corrupt_image_error(tmp_path):
         open_image(path)
     assert isinstance(e.value, R.CorruptImageError) and "run past the end" in str(e.value)
     shutil.rmtree(tmp_path)
+
+
+def test_ea_chains_parse_back_and_malformed_ones_are_named():
+    from cimfs_cffi import InvalidArgument
+    from cimfs_cffi.metadata import parse_ea_buffer
+    chain = ea_buffer({"user.one": b"1", "TWO": b"22" * 10}, need_ea=True)
+    assert parse_ea_buffer(chain) == [(b"user.one", b"1", 0x80), (b"TWO", b"22" * 10, 0x80)]
+    for bad, why in [(chain[:5], "runs past the buffer"), (chain[:-3], "do not fit"),
+                     (b"\x05" + chain[1:], "overlaps the entry or is unaligned"),
+                     (chain[:16] + b"X" + chain[17:], "not NUL-terminated")]:
+        with pytest.raises(InvalidArgument, match=why):
+            parse_ea_buffer(bad)
