@@ -235,8 +235,7 @@ class _Builder:
     def stream(self, path: str, name: str, source, size: int) -> None:
         if not self.exists(path):
             raise BuildError("alternate stream %r of %r comes before (or without) its file" % (name, path), path=path)
-        with self.writer.open_alternate_stream(path, name, size) as out:
-            _copy(source, out.write, size, "%s:%s" % (path, name))
+        self.writer.add_alternate_stream(path, name, source, size=size)
         self.summary.streams += 1
 
     def link(self, path: str, target: str) -> None:
@@ -284,16 +283,6 @@ class _Builder:
                                  % (new, target, " or the parent image" if self.parent else ""),
                                  path=new, existing_path=target)
             self.summary.warnings.append("hard link %s -> %s skipped: no such target" % (new, target))
-
-
-def _copy(source, write: Callable, size: int, what: str) -> None:
-    left = size
-    while left:
-        chunk = source.read(min(COPY_CHUNK, left))
-        if not chunk:
-            raise BuildError("%s: the source ended %d bytes early" % (what, left), path=what)
-        write(chunk)
-        left -= len(chunk)
 
 
 # ---- directory sources ---------------------------------------------------------------------------------

@@ -283,22 +283,8 @@ class Image:
                               % type(data).__name__, path=p)
 
     def _copy(self, p: str, source, size: int, md: FileMetadata) -> int:
-        buf = bytearray(min(COPY_CHUNK, max(size, 1)))
-        view = memoryview(buf)
-        copied = 0
         with self.open_file(p, size, md) as stream:
-            while copied < size:
-                want = min(len(buf), size - copied)
-                if hasattr(source, "readinto"):
-                    n = source.readinto(view[:want])
-                else:
-                    chunk = source.read(want)
-                    n = len(chunk)
-                    view[:n] = chunk
-                if not n:
-                    break
-                stream.write(view[:n])
-                copied += n
+            copied = _pump(source, stream, size)
         if copied < size:
             self.delete(p)
             raise InvalidArgument(E_INVALIDARG, "the source ended after %d of %d bytes; the file was not added"
@@ -319,9 +305,24 @@ class Image:
             self._stream = FileStream(self, out[0], s, size)
             return self._stream
 
-    def add_alternate_stream(self, path: PathArg, name: str, data: Union[bytes, bytearray, memoryview]) -> None:
+    def add_alternate_stream(self, path: PathArg, name: str, data, size: Optional[int] = None) -> None:
         """Add (or replace) the named stream ``name`` of an existing file or
-        directory.  Raises PathNotFound, InvalidArgument, SharingViolation."""
+        directory, from bytes-like ``data`` or a binary file object of which
+        ``size`` bytes are streamed (never held whole).  A file object that
+        ends early raises InvalidArgument and the stream is removed.
+        Raises PathNotFound, InvalidArgument, SharingViolation."""
+        if hasattr(data, "read"):
+            if size is None:
+                raise InvalidArgument(E_INVALIDARG, "the size of a stream read from a file object is needed",
+                                      path=str_path(path))
+            with self._lock:
+                with self.open_alternate_stream(path, name, size) as stream:
+                    copied = _pump(data, stream, size)
+                if copied < size:
+                    self.delete(path, stream=name)
+                    raise InvalidArgument(E_INVALIDARG, "the source ended after %d of %d bytes; the stream was not"
+                                          " added" % (copied, size), path=stream.path)
+            return
         view = memoryview(data).cast("B")
         with self._lock, self.open_alternate_stream(path, name, len(view)) as stream:
             stream.write(view)
@@ -551,6 +552,27 @@ def _one_pair(pair, index):
     if type(new) is not str or type(old) is not str:
         raise InvalidArgument(E_INVALIDARG, "pair %d: bytes paths are not supported" % index, index=index)
     return new, old
+
+
+def _pump(source, stream: "FileStream", size: int) -> int:
+    """Copy up to ``size`` bytes from a binary file object into ``stream`` in chunks;
+    returns how many were copied (fewer when the source ends early)."""
+    buf = bytearray(min(COPY_CHUNK, max(size, 1)))
+    view = memoryview(buf)
+    copied = 0
+    while copied < size:
+        want = min(len(buf), size - copied)
+        if hasattr(source, "readinto"):
+            n = source.readinto(view[:want])
+        else:
+            chunk = source.read(want)
+            n = len(chunk)
+            view[:n] = chunk
+        if not n:
+            break
+        stream.write(view[:n])
+        copied += n
+    return copied
 
 
 def _checked_link_pair(new, old, index=None):

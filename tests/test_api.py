@@ -180,6 +180,20 @@ def test_alternate_streams_and_stream_delete(image):
     assert r.streams(r.lookup("f")) == {"Zone.Identifier": b"[ZoneTransfer]"}
 
 
+def test_alternate_streams_from_file_objects_are_streamed(image):
+    image.add_file("f", b"main")
+    big = os.urandom(3 << 20)
+    image.add_alternate_stream("f", "big", io.BytesIO(big), size=len(big))
+    with pytest.raises(InvalidArgument, match="size of a stream read from a file object"):
+        image.add_alternate_stream("f", "nosize", io.BytesIO(b"x"))
+    with pytest.raises(InvalidArgument, match="the source ended after 2 of 5 bytes; the stream was not added") as e:
+        image.add_alternate_stream("f", "short", io.BytesIO(b"ab"), size=5)
+    assert e.value.path == "f:short"
+    image.commit()
+    r = read_back(image)
+    assert r.streams(r.lookup("f")) == {"big": big}
+
+
 def test_metadata_times_attributes_and_buffers(image):
     dt = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
     sd = bytes([1, 0, 4, 0x80]) + bytes(16)
