@@ -46,7 +46,7 @@ from .image import Image
 from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
                        ea_buffer, mount_point_reparse, stat_attributes, stat_times, symlink_reparse)
 from .paths import image_path
-from .reader import MAGIC, CimImage, open_image, read_image_header
+from .reader import CimImage, open_image, read_image_header
 
 __all__ = ["build", "BuildSummary", "BuildError"]
 
@@ -630,12 +630,8 @@ def _sets_in_use(directory: str) -> set:
     used = set()
     for name in os.listdir(directory):
         p = os.path.join(directory, name)
-        if name.startswith(("region_", "objectid_")) or not os.path.isfile(p):
-            continue
-        with open(p, "rb") as f:
-            if f.read(8) != MAGIC:
-                continue
-        used.update(_region_sets(p))
+        if not name.startswith(("region_", "objectid_")) and os.path.isfile(p):
+            used.update(_region_sets(p))  # [] for files that are not images
     return used
 
 

@@ -65,9 +65,11 @@ def safe_link_target(image: CimImage, link_path: str, target: str) -> bool:
             info = image.stat("\\".join(parts + [comp]))
         except PathNotFound:
             return True
-        link = parse_reparse(info.reparse_data) if info.is_symlink else None
-        if info.reparse_data is not None and info._rec.reparse_tag != IO_REPARSE_TAG_SYMLINK:
-            return False  # a junction or other reparse point: where it leads is not ours to judge
+        data, link = info.reparse_data, None
+        if data is not None:
+            if info.reparse_tag != IO_REPARSE_TAG_SYMLINK:
+                return False  # a junction or other reparse point: where it leads is not ours to judge
+            link = parse_reparse(data)
         if link is None:
             parts.append(comp)
             continue
@@ -120,22 +122,21 @@ class _Extractor:
     def entry(self, path: str, info: FileInfo) -> None:
         host = self.host(path)
         rec = info._rec
-        kept_reparse = False
-        target = self.symlink_target(path, info)
+        reparse = info.reparse_data
+        target = self.symlink_target(path, info, reparse)
         if target is not None:
             os.symlink(target, host)
             self.counts["symlinks"] += 1
-        elif info.is_dir:
-            if path:
-                os.mkdir(host, 0o755)
-            self.dirs.append((path, info))
-            self.counts["directories"] += 1
-            kept_reparse = info.reparse_data is not None
         else:
-            self.write_file(path, host, info)
-            kept_reparse = info.reparse_data is not None
-        if kept_reparse:
-            self.xattr(path, host, "reparse", info.reparse_data, "reparse point (tag 0x%08x)" % rec.reparse_tag)
+            if info.is_dir:
+                if path:
+                    os.mkdir(host, 0o755)
+                self.dirs.append((path, info))
+                self.counts["directories"] += 1
+            else:
+                self.write_file(path, host, info)
+            if reparse is not None:  # not made a symlink: keep the buffer
+                self.xattr(path, host, "reparse", reparse, "reparse point (tag 0x%08x)" % rec.reparse_tag)
         if info.attributes & _KEPT_ATTRS:
             self.xattr(path, host, "attributes", str(info.attributes).encode(), "attributes 0x%x" % info.attributes)
         sd = info.security_descriptor
@@ -149,9 +150,8 @@ class _Extractor:
         if not info.is_dir:
             self.times(path, host, info)
 
-    def symlink_target(self, path: str, info: FileInfo) -> Optional[str]:
-        """The POSIX target for a symlink reparse point that is safe to create, else None."""
-        data = info.reparse_data
+    def symlink_target(self, path: str, info: FileInfo, data: Optional[bytes]) -> Optional[str]:
+        """The POSIX target for a symlink reparse point (``data``) that is safe to create, else None."""
         if data is None:
             return None
         link = parse_reparse(data)

@@ -684,13 +684,14 @@ def read_image_header(path) -> Tuple[bytes, List[Tuple[str, int]]]:
     """The header bytes of an image file and its region sets [(GUID, count)], parents first."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(IMAGE_HEADER_SIZE + REGION_SET_SIZE * 0xFFFF)
+            raw = f.read(IMAGE_HEADER_SIZE)
+            if len(raw) < IMAGE_HEADER_SIZE or raw[:8] != MAGIC:
+                raise corrupt("not a CIM image (bad magic or shorter than 72 bytes)", os.fspath(path))
+            raw += f.read(REGION_SET_SIZE * _U16.unpack_from(raw, 0x46)[0])  # the parent region sets
     except FileNotFoundError:
         raise PathNotFound(HR_PATH_NOT_FOUND, "no such image", path=os.fspath(path)) from None
     except IsADirectoryError:
         raise corrupt("not an image file (a directory)", os.fspath(path)) from None
-    if len(raw) < IMAGE_HEADER_SIZE or raw[:8] != MAGIC:
-        raise corrupt("not a CIM image (bad magic or shorter than 72 bytes)", os.fspath(path))
     major, minor = struct.unpack_from("<II", raw, 16)
     if major not in (2, 3):
         raise corrupt("unsupported format version %d.%d (2 and 3 are read)" % (major, minor), os.fspath(path))
