@@ -9,7 +9,7 @@ own idea of it.
 """
 from dataclasses import dataclass, field
 
-from cimfs_cffi.reader import CimImage, CorruptImageError, guid_text  # noqa: F401 (re-exported for tests)
+from cimfs_cffi.reader import CimImage, CorruptImageError, FileInfo, guid_text  # noqa: F401 (re-exported)
 from cimfs_cffi.verify import verify
 
 CorruptImage = CorruptImageError
@@ -72,17 +72,13 @@ class Image(CimImage):
 
     def node(self, fid):
         r = self.record(fid)
-        info = self.stat_record(r)
+        info = FileInfo(self, r, "")
         n = Node(fid, r.is_dir, r.attributes, r.times, sparse=r.sparse)
         if not r.is_dir:
             n.data = self.read(fid)
         n.streams = self.streams(fid)
         n.sd, n.ea, n.reparse = info.security_descriptor, info.ea, info.reparse_data
         return n
-
-    def stat_record(self, rec):
-        from cimfs_cffi.reader import FileInfo
-        return FileInfo(self, rec, "")
 
     def walk(self):
         """{path: file id} for every name in the image ('' is the root)."""
