@@ -50,7 +50,7 @@ ffibuilder.set_source(
     #endif
     #include "cimfs.h"
     #include "cim_platform.h"
-    #include "cim_sha256.h"
+    #include "cim_objid.h"
     #include "cim_upcase.h"
     """,
     sources=sources,

@@ -135,6 +135,7 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
 
 /* Bulk hard links (cimfs_cffi extension). */
 #define CIMFS_LINKS_DEFER_MISSING ...
+HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 majorVersion, UINT32 minorVersion);
 HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
                              UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
 HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
@@ -150,6 +151,8 @@ HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths,
 void CimfsTestInjectFault(uint32_t ops, uint32_t after, HRESULT hr, int crash);
 void CimfsTestClearFault(void);
 uint32_t CimfsTestFaultCount(uint32_t ops);
-void CimfsTestSha256(const void *data, size_t len, uint8_t *digest32);
+void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64);
+void CimfsTestObjectId(const void *data, size_t len, uint8_t *digest24);
+const uint16_t *CimfsUpcaseTable(void);
 uint16_t CimfsTestUpcase(uint16_t unit);
-const char *CimfsUpcaseUnicodeVersion(void);
+const char *CimfsUpcaseDescription(void);

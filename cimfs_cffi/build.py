@@ -42,10 +42,10 @@ from . import errors
 from . import layertar as lt
 from .errors import E_INVALIDARG, CimError, PathNotFound
 from ._cimfs import ffi, lib
-from .image import Image
+from .image import FORMAT_VERSIONS, Image
 from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
                        ea_buffer, mount_point_reparse, stat_attributes, stat_times, symlink_reparse)
-from .paths import image_path
+from .paths import image_path, upcase
 from .reader import CimImage, open_image, read_image_header
 
 __all__ = ["build", "BuildSummary", "BuildError"]
@@ -136,7 +136,7 @@ def _nothing() -> None:
 
 
 def _key(path: str) -> str:
-    return path.upper()
+    return upcase(path)  # the image's own folding, not str.upper()
 
 
 class _Builder:
@@ -645,7 +645,7 @@ def _remove_region_set(directory: str, guid: str) -> None:
 
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
-          progress: Optional[Progress] = None) -> BuildSummary:
+          progress: Optional[Progress] = None, format_version: Optional[str] = None) -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
     from ``source``, a directory or a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``).
 
@@ -653,7 +653,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     stack is a chain of forks).  ``layer`` adds what hcsshim adds to a Windows
     layer (hive links and ``layout`` for a base layer).  An existing ``image``
     is replaced only once the new one is complete; its region files are
-    removed if no other image in the directory uses them.
+    removed if no other image in the directory uses them.  ``format_version``
+    is "1.0", "2.0" (the default) or "3.0" (docs/format.md §18).
     """
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
@@ -672,7 +673,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     committed = replaced = False
     old_sets: List[str] = []
     try:
-        with Image.create(directory, temp, parent=parent_name) as img:
+        with Image.create(directory, temp, parent=parent_name, format_version=format_version) as img:
             b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
             if os.path.isdir(source):
                 if layer:
@@ -724,13 +725,17 @@ def add_build_command(command) -> None:
                    help="a Windows container layer tar: also add hcsshim's Hives links and layout file")
     c.add_argument("--ignore-missing-links", action="store_true",
                    help="warn about, instead of failing on, hard links whose target is missing")
+    c.add_argument("--format-version", choices=sorted(FORMAT_VERSIONS), default=None,
+                   help="on-disk format version (default 2.0; 1.0 for Windows 10 20H2-era hosts, "
+                        "3.0 for the newest; see docs/format.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
 
 
 def cmd_build(args) -> int:
     progress = Progress(enabled=False) if args.quiet else Progress()
     summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
-                    ignore_missing_links=args.ignore_missing_links, progress=progress)
+                    ignore_missing_links=args.ignore_missing_links, progress=progress,
+                    format_version=args.format_version)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if not args.quiet:

@@ -23,6 +23,8 @@ __all__ = ["Image", "FileStream", "BACKENDS"]
 
 BACKENDS = {"auto": lib.CIMFS_BACKEND_AUTO, "portable": lib.CIMFS_BACKEND_PORTABLE,
             "system": lib.CIMFS_BACKEND_SYSTEM}
+# The format versions the portable writer can write (docs/format.md §18); None keeps the default, 2.0.
+FORMAT_VERSIONS = {"1.0": (1, 0), "2.0": (2, 0), "3.0": (3, 0)}
 
 COPY_CHUNK = 1 << 20          # bytes per CimWriteStream call when copying
 MAX_WRITE = 1 << 30           # CimWriteStream takes a UINT32 size
@@ -121,13 +123,16 @@ class Image:
     # ---- lifecycle ------------------------------------------------------------
     @classmethod
     def create(cls, directory: PathArg, name: str, *, parent: Optional[str] = None,
-               backend: str = "auto") -> "Image":
+               backend: str = "auto", format_version: Optional[str] = None) -> "Image":
         """Start a new image ``name`` in ``directory``.
 
         ``parent`` names an existing image in the same directory to fork (the
         new image shares its regions); if it equals ``name``, that image is
         extended in place when committed.  ``backend`` is "auto" (cimfs.dll
         where Windows has it, else the portable writer), "portable" or "system".
+        ``format_version`` is "1.0", "2.0" (the default) or "3.0" (see
+        docs/format.md §18); cimfs.dll chooses its own, so asking it for one
+        raises NotSupported.
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation
@@ -136,6 +141,9 @@ class Image:
         """
         if backend not in BACKENDS:
             raise InvalidArgument(E_INVALIDARG, "backend must be one of %s, not %r" % (", ".join(BACKENDS), backend))
+        if format_version is not None and format_version not in FORMAT_VERSIONS:
+            raise InvalidArgument(E_INVALIDARG, "format_version must be one of %s, not %r"
+                                  % (", ".join(FORMAT_VERSIONS), format_version))
         directory = os.fspath(directory)
         if not isinstance(directory, str) or not directory:
             raise InvalidArgument(E_INVALIDARG, "directory must be a non-empty str path", path=repr(directory))
@@ -159,7 +167,14 @@ class Image:
         chosen = backend
         if backend == "auto":
             chosen = "system" if lib.CimfsSystemBackendAvailable() else "portable"
-        return cls(out[0], directory, name, chosen)
+        image = cls(out[0], directory, name, chosen)
+        if format_version is not None:
+            hr = lib.CimfsSetFormatVersion(out[0], *FORMAT_VERSIONS[format_version])
+            if hr < 0:
+                image.close()
+                raise errors.error_for(hr, "the %s backend cannot write format %s" % (chosen, format_version),
+                                       path=os.path.join(directory, name))
+        return image
 
     @property
     def path(self) -> str:

@@ -83,9 +83,10 @@ class FileMetadata:
         Windows' ``st_file_attributes`` are used when present.  Elsewhere:
         DIRECTORY for directories, READONLY when no write bit is set, HIDDEN
         when ``name`` starts with a dot.  Creation time is ``st_birthtime``
-        where the OS has it, else the modification time; change time is
-        ``st_ctime`` (metadata change) on POSIX.  Size is set for regular
-        files only.
+        where the OS has it, else the modification time; change time is the
+        modification time, as in Microsoft's images (``st_ctime`` cannot be
+        set, so taking it would make every rebuild differ).  Size is set for
+        regular files only.
         """
         creation, write, change, access = stat_times(st)
         return cls(attributes=stat_attributes(st, name), size=st.st_size if _stat.S_ISREG(st.st_mode) else 0,
@@ -141,13 +142,13 @@ def stat_attributes(st: os.stat_result, name: Optional[str] = None) -> int:
 
 
 def stat_times(st: os.stat_result) -> Tuple[int, int, int, int]:
-    """(creation, last write, change, last access) FILETIMEs of a stat result."""
+    """(creation, last write, change, last access) FILETIMEs of a stat result; change = last write."""
     birth = getattr(st, "st_birthtime_ns", None)
     if birth is None and getattr(st, "st_birthtime", None) is not None:
         birth = int(st.st_birthtime * 1e9)
     mtime = UNIX_EPOCH_FILETIME + st.st_mtime_ns // 100
-    return (UNIX_EPOCH_FILETIME + birth // 100 if birth is not None else mtime, mtime,
-            UNIX_EPOCH_FILETIME + st.st_ctime_ns // 100, UNIX_EPOCH_FILETIME + st.st_atime_ns // 100)
+    return (UNIX_EPOCH_FILETIME + birth // 100 if birth is not None else mtime, mtime, mtime,
+            UNIX_EPOCH_FILETIME + st.st_atime_ns // 100)
 
 
 def _reparse(tag: int, payload: bytes) -> bytes:

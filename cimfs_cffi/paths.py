@@ -10,6 +10,9 @@ Rules (the same as the C writer's, which checks again):
 * A component is at most 255 UTF-16 code units, a path at most 32767.
 
 Errors are :class:`~cimfs_cffi.errors.InvalidArgument` naming the path and the reason.
+
+Names are case-insensitive through the image's upcase table (Windows' NTFS
+``$UpCase``, written by the C writer); :func:`upcase` folds a path the same way.
 """
 import os
 import re
@@ -25,6 +28,30 @@ MAX_PATH_UNITS = 32767
 _INVALID_CHAR = re.compile(r'[\x00-\x1f<>:"|?*]')
 _INVALID_CHARS = frozenset('<>:"|?*' + "".join(map(chr, range(32))))
 _LONG_ASCII_NAME = re.compile(r'[^\\]{256}')
+
+
+_UPCASE_MAP = None
+
+
+def _upcase_map() -> dict:
+    """str.translate map of the C writer's upcase table: its 973 non-identity entries."""
+    global _UPCASE_MAP
+    if _UPCASE_MAP is None:
+        from ._cimfs import ffi, lib  # not at import time: the extension imports nothing from here
+        table = ffi.unpack(lib.CimfsUpcaseTable(), 0x10000)
+        _UPCASE_MAP = {unit: up for unit, up in enumerate(table) if up != unit}
+    return _UPCASE_MAP
+
+
+def upcase(name: str) -> str:
+    """``name`` as the image compares it (format spec 11.3): every BMP character through the
+    upcase table the writer puts in the image, others unchanged.  Two names are one name in
+    an image exactly when their upcase() are equal.  Unlike str.upper(): no expansions
+    (ß stays ß), nothing Windows does not fold (ı, ς, µ, ǅ, Georgian Mtavruli, ...), no
+    supplementary characters."""
+    if name.isascii():
+        return name.upper()  # the table's ASCII part is a-z -> A-Z, as str.upper()
+    return name.translate(_UPCASE_MAP or _upcase_map())
 
 
 def str_path(path) -> str:

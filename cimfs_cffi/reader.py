@@ -1,11 +1,12 @@
 """Read classic CIM images: pure Python over ``mmap``, independent of the C writer.
 
 Everything is parsed with ``struct`` from the byte layouts of
-``shared/spec/cim-format.md``, so the reader doubles as a cross-check of our
-writer and reads images written by Windows' ``cimfs.dll`` as well: versions
-2 and 3 (and 88-byte v1 records), forked images with parent region sets,
-hard links, alternate data streams, sparse streams, PE-image streams,
-security descriptors, EAs and reparse data.
+``docs/format.md``, so the reader doubles as a cross-check of our writer and
+reads images written by Windows' ``cimfs.dll`` as well: every classic format
+version Microsoft has shipped (1.0 with 88-byte file records, as msixmgr
+wrote in 2020, 2.0 and 3.0), forked images with parent region sets, hard
+links, alternate data streams, sparse streams, PE-image streams, security
+descriptors, EAs and reparse data.
 
 Opening an image maps its region files and reads the headers, the upcase
 table and the file table directory; file records and directory tables are
@@ -45,6 +46,7 @@ MAX_REGIONS = 0x10000
 OFFSET_MASK = (1 << 48) - 1
 STREAM_DATA, STREAM_LINK_TABLE, STREAM_PE_IMAGE = 0, 1, 2
 SPARSE_BIT = 1 << 56
+SUPPORTED_MAJORS = (1, 2, 3)
 
 FLAG_READONLY, FLAG_HIDDEN, FLAG_SYSTEM, FLAG_ARCHIVE, FLAG_SPARSE = 0x1, 0x2, 0x4, 0x8, 0x10
 ATTR_READONLY, ATTR_HIDDEN, ATTR_SYSTEM, ATTR_DIRECTORY, ATTR_ARCHIVE = 0x1, 0x2, 0x4, 0x10, 0x20
@@ -59,7 +61,25 @@ _FLAG_TO_ATTR = ((FLAG_READONLY, ATTR_READONLY), (FLAG_HIDDEN, ATTR_HIDDEN), (FL
 _RECORD = struct.Struct("<HHIQQQQQQQQQQIHH")
 _LINK_HEADER = struct.Struct("<II")
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
-_SUMMARY_FIELDS = struct.Struct("<40xQQ32xQ")  # DefaultStream offset, LengthAndType; StreamTableOffset
+_SUMMARY_FIELDS = struct.Struct("<40xQQ24xQ")  # DefaultStream offset, LengthAndType; StreamTableOffset
+
+
+class RecordLayout(NamedTuple):
+    """What a File record holds in one format version (format spec sections 9 and 10)."""
+
+    size: int          # bytes of a record; shorter table entries are zero-extended, longer ones cut
+    flags: int         # the FileFlags bits the version defines
+    sparse_bit: int    # the LengthAndType bit marking a sparse stream, 0 where there is none
+
+
+# 1.0 records end before ParentFileId and BaseRegionIndex (so both read as 0) and have no sparse
+# flag: 2.0 added FileFlagSparse and the stream bit.
+LAYOUT_V1 = RecordLayout(RECORD_SIZE_V1, FLAG_READONLY | FLAG_HIDDEN | FLAG_SYSTEM | FLAG_ARCHIVE, 0)
+LAYOUT_V2 = RecordLayout(RECORD_SIZE, LAYOUT_V1.flags | FLAG_SPARSE, SPARSE_BIT)
+
+
+def record_layout(major: int) -> RecordLayout:
+    return LAYOUT_V1 if major == 1 else LAYOUT_V2
 
 
 def corrupt(message: str, path: Optional[str] = None) -> CorruptImage:
@@ -117,28 +137,30 @@ class Stream(NamedTuple):
     sparse: bool
 
     @classmethod
-    def decode(cls, offset: int, length_and_type: int) -> "Stream":
+    def decode(cls, offset: int, length_and_type: int, sparse_bit: int = SPARSE_BIT) -> "Stream":
         return cls(offset, length_and_type & OFFSET_MASK, (length_and_type >> 48) & 0xFF,
-                   bool(length_and_type & SPARSE_BIT))
+                   bool(length_and_type & sparse_bit))
 
 
 class Record:
-    """A parsed 96-byte File record (format spec section 9)."""
+    """A parsed File record (format spec section 9); ``raw`` is zero-extended to 96 bytes, so
+    the fields a version lacks read as 0."""
 
     __slots__ = ("id", "flags", "ea_length", "reparse_tag", "times", "stream_offset", "stream_length",
                  "stream_type", "sparse", "sd_offset", "ea_offset", "reparse_offset", "stream_table_offset",
-                 "parent_id", "base_region_index", "reserved", "length_and_type")
+                 "parent_id", "base_region_index", "reserved", "length_and_type", "layout")
 
-    def __init__(self, fid: int, raw: bytes):
+    def __init__(self, fid: int, raw: bytes, layout: RecordLayout = LAYOUT_V2):
         (self.flags, self.ea_length, self.reparse_tag, ct, wt, cht, at, self.stream_offset, lt, self.sd_offset,
          self.ea_offset, self.reparse_offset, self.stream_table_offset, self.parent_id, self.base_region_index,
          self.reserved) = _RECORD.unpack(raw)
         self.id = fid
+        self.layout = layout
         self.times = (ct, wt, cht, at)
         self.length_and_type = lt
         self.stream_length = lt & OFFSET_MASK
         self.stream_type = (lt >> 48) & 0xFF
-        self.sparse = bool(lt & SPARSE_BIT)
+        self.sparse = bool(lt & layout.sparse_bit)
 
     @property
     def is_dir(self) -> bool:
@@ -152,7 +174,7 @@ class Record:
     def attributes(self) -> int:
         attrs = 0
         for flag, attr in _FLAG_TO_ATTR:
-            if self.flags & flag:
+            if self.flags & self.layout.flags & flag:
                 attrs |= attr
         if self.is_dir:
             attrs |= ATTR_DIRECTORY
@@ -363,6 +385,7 @@ class CimImage:
         self.header = raw
         self.header_length, self.file_type = struct.unpack_from("<IB", raw, 8)
         self.major, self.minor = struct.unpack_from("<II", raw, 16)
+        self.layout = record_layout(self.major)
         total = sum(n for _, n in self.region_sets)
         if not 1 <= total <= MAX_REGIONS:
             raise corrupt("%d region files (1 to 65536 allowed)" % total, self.path)
@@ -373,7 +396,7 @@ class CimImage:
                 self.regions.append(region)
                 if region.size < REGION_HEADER_SIZE or region.data[:8] != MAGIC:
                     raise corrupt("not a region file (bad magic or shorter than 40 bytes)", region.path)
-                if _U32.unpack_from(region.data, 16)[0] not in (2, 3):
+                if _U32.unpack_from(region.data, 16)[0] not in SUPPORTED_MAJORS:
                     raise corrupt("unsupported region version", region.path)
                 region.type = region.data[0x22]
         self.filesystem_offset = struct.unpack_from("<Q", raw, 0x38)[0]
@@ -435,8 +458,8 @@ class CimImage:
             raise corrupt("file table %d: entry size 0" % table)
         data, at = self.span(offset, count * entry_size, "file table %d" % table)
         at += slot * entry_size
-        raw = bytes(data[at:at + min(entry_size, RECORD_SIZE)])
-        return Record(fid, raw.ljust(RECORD_SIZE, b"\0"))
+        raw = bytes(data[at:at + min(entry_size, self.layout.size)])
+        return Record(fid, raw.ljust(RECORD_SIZE, b"\0"), self.layout)
 
     # ---- names -----------------------------------------------------------------------------------
     def key(self, name: str) -> Tuple[int, ...]:
@@ -519,7 +542,7 @@ class CimImage:
             return {}
         out = {}
         for i, name in enumerate(table.names()):
-            s = Stream.decode(*struct.unpack("<QQ", table.value(i)))
+            s = Stream.decode(*struct.unpack("<QQ", table.value(i)), self.layout.sparse_bit)
             if s.type != STREAM_DATA:
                 raise corrupt("file %d: alternate stream %r has type %d (only data allowed)" % (rec.id, name, s.type))
             out[name] = s
@@ -639,7 +662,7 @@ class CimImage:
                     dir_streams.append((stream_offset, length))
                 else:
                     files += 1
-                    if length and not lt & SPARSE_BIT:
+                    if length and not lt & self.layout.sparse_bit:
                         logical += length
                         stored[(stream_offset, stype)] = length
                 if table_offset:
@@ -693,8 +716,8 @@ def read_image_header(path) -> Tuple[bytes, List[Tuple[str, int]]]:
     except IsADirectoryError:
         raise corrupt("not an image file (a directory)", os.fspath(path)) from None
     major, minor = struct.unpack_from("<II", raw, 16)
-    if major not in (2, 3):
-        raise corrupt("unsupported format version %d.%d (2 and 3 are read)" % (major, minor), os.fspath(path))
+    if major not in SUPPORTED_MAJORS:
+        raise corrupt("unsupported format version %d.%d (1, 2 and 3 are read)" % (major, minor), os.fspath(path))
     parent_count = _U16.unpack_from(raw, 0x46)[0]
     if len(raw) < IMAGE_HEADER_SIZE + REGION_SET_SIZE * parent_count:
         raise corrupt("image header names %d parent region sets but is only %d bytes"

@@ -1,11 +1,17 @@
-"""Check a CIM image against the format spec's verifier checklist (section 15).
+"""Check a CIM image against the format spec's verifier checklist (docs/format.md section 15).
 
 :func:`verify` returns findings instead of stopping at the first problem:
 each names a severity (``error``: the image breaks a rule every reader relies
 on, or its data changed since it was written; ``warning``: legal for a
-reader but not what the known writers produce), the object, and a message.
-Object-ID digests are recomputed, so a flipped byte inside file data is found,
-not only broken structure.
+reader but not what the known writers produce, the message saying whose
+convention it is), the object, and a message.  Object-ID digests are
+recomputed, so a flipped byte inside file data is found, not only broken
+structure.
+
+Images of every known writer verify clean: Microsoft's (format 1.0 from
+msixmgr, section 18), cimfs_cffi's current writer and its earlier versions,
+which differ from it in RegionHeader.Index, the object-ID digest and
+alignment.
 
 Every structure is reached through :mod:`cimfs_cffi.reader`, whose bounds
 checks turn a damaged object into a finding for that object; the rest of the
@@ -15,7 +21,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import CorruptImage, InvalidArgument
 from .metadata import parse_ea_buffer
@@ -27,6 +33,45 @@ __all__ = ["verify", "Finding"]
 
 ERROR, WARNING = "error", "warning"
 DIGEST_SIZE = 24
+OUR_CONVENTION = "a convention of cimfs_cffi's writer, not a format rule"
+KNOWN_CONVENTION = "a convention of Microsoft's and cimfs_cffi's writers, not a format rule"
+
+# .cim CommonHeader/FilesystemHeader fields named Reserved that Microsoft's writer fills (format
+# spec section 18; meaning unknown): (offset, size, values known writers put there).  0 is what
+# earlier cimfs_cffi writers wrote.
+KNOWN_RESERVED_VALUES = ((0x0D, 1, (0, 1, 2)), (0x18, 8, (0, 7)), (0x40, 4, (0, 7)))
+# The .cim's other reserved bytes, zero in every known image: (offset, size).
+ZERO_RESERVED = ((0x0E, 2), (0x44, 2))
+
+
+def sha512_24(obj: bytes) -> bytes:
+    """Microsoft's object ID (section 18), also our writer's: an object of up to 24 bytes is
+    its own ID, zero-padded; a longer one has the first 24 bytes of its SHA-512."""
+    if len(obj) <= DIGEST_SIZE:
+        return obj.ljust(DIGEST_SIZE, b"\0")
+    return hashlib.sha512(obj).digest()[:DIGEST_SIZE]
+
+
+def sha256_24(obj: bytes) -> bytes:
+    """The object ID of earlier cimfs_cffi writers: SHA-256 truncated to 24 bytes, any length."""
+    return hashlib.sha256(obj).digest()[:DIGEST_SIZE]
+
+
+# Tried in this order on each region set; the first that matches any entry is the set's scheme.
+DIGEST_SCHEMES = (("SHA-512/24", sha512_24), ("SHA-256/24", sha256_24))
+
+
+@dataclass(frozen=True)
+class ObjectIdEntry:
+    file: str       # objectid file name, for messages
+    index: int      # entry number in that file
+    region: Region
+    offset: int
+    length: int
+    digest: bytes
+
+    def object(self) -> bytes:
+        return bytes(self.region.data[self.offset:self.offset + self.length])
 
 
 @dataclass(frozen=True)
@@ -37,6 +82,17 @@ class Finding:
 
     def __str__(self) -> str:
         return "%s: %s: %s" % (self.severity, self.object, self.message)
+
+
+def digest_scheme(entries: List[ObjectIdEntry]) -> Optional[Tuple[str, Callable[[bytes], bytes]]]:
+    """The first scheme of :data:`DIGEST_SCHEMES` that reproduces some entry's digest (entries
+    come sorted by length, so the small ones decide), or None."""
+    for e in entries:
+        obj = e.object()
+        for scheme in DIGEST_SCHEMES:
+            if scheme[1](obj) == e.digest:
+                return scheme
+    return None
 
 
 class _Checker:
@@ -71,8 +127,7 @@ class _Checker:
             self.add(WARNING, img.path, "HeaderLength %d (writers use 72)" % img.header_length)
         if img.minor != 0:
             self.add(WARNING, img.path, "minor version %d (0 expected)" % img.minor)
-        if raw[13:16] != bytes(3) or raw[24:32] != bytes(8) or raw[0x32:0x38] != bytes(6) or raw[0x40:0x46] != bytes(6):
-            self.add(ERROR, img.path, "reserved header fields are not zero")
+        self.image_reserved_fields()
         parents = struct.unpack_from("<H", raw, 0x46)[0]
         for i in range(parents + 1):
             at = IMAGE_HEADER_SIZE + REGION_SET_SIZE * i if i < parents else 0x20
@@ -81,77 +136,98 @@ class _Checker:
         for r in img.regions:
             self.region_header(r)
 
+    def image_reserved_fields(self) -> None:
+        """Reserved fields of the .cim: zero, or (where Microsoft's writer fills them) a value a
+        known writer uses; an unknown value there is a warning, since nothing says what it means."""
+        img, raw = self.image, self.image.header
+        if any(raw[at:at + size] != bytes(size) for at, size in ZERO_RESERVED):
+            self.add(ERROR, img.path, "reserved header fields are not zero")
+        for at, size, known in KNOWN_RESERVED_VALUES:
+            value = int.from_bytes(raw[at:at + size], "little")
+            if value not in known:
+                self.add(WARNING, img.path, "reserved header field at 0x%02X holds %d (meaning unknown; known"
+                                            " writers put %s there)" % (at, value, " or ".join(map(str, known))))
+
     def region_header(self, r: Region) -> None:
         name = os.path.basename(r.path)
         d = r.data
         if d[12] != FT_REGION:
             self.add(ERROR, name, "common header type %d (1 for a region file)" % d[12])
         idx, rtype, res, res2 = struct.unpack_from("<HBBI", d, 32)
-        if idx != r.local_index:
-            self.add(ERROR, name, "header Index %d but the file is region %d of its set" % (idx, r.local_index))
+        if idx not in (0, r.local_index):  # Microsoft's writer puts 0 in every region, earlier ours n
+            self.add(ERROR, name, "header Index %d but the file is region %d of its set (writers put 0 or"
+                                  " the region number there)" % (idx, r.local_index))
         if rtype > 2:
             self.add(ERROR, name, "region type %d (0 metadata, 1 data, 2 small data)" % rtype)
         if res or res2 or d[13:16] != bytes(3) or d[24:32] != bytes(8):
             self.add(ERROR, name, "reserved header fields are not zero")
         if rtype == 1 and r.size % 4096:
-            self.add(WARNING, name, "data region of %d bytes is not a whole number of pages" % r.size)
+            self.add(WARNING, name, "data region of %d bytes is not a whole number of pages (%s)"
+                     % (r.size, KNOWN_CONVENTION))
 
     # ---- object-ID files (dedup index) -------------------------------------------------------------
     def objectids(self) -> None:
-        """Check each region's object-ID file and recompute its digests.
+        """Check each region's object-ID file and recompute its digests, per region set.
 
-        The digest algorithm is not public (format spec unknown #5): ours is
-        SHA-256/24.  A region set in which no digest at all matches was written
-        with another algorithm (by Microsoft's writer, say) and gets one warning;
-        in a set where digests match, every mismatch means changed bytes."""
-        listing = {}
-        per_set = {}
+        The digest scheme is found per set (:data:`DIGEST_SCHEMES`): a set written by
+        Microsoft's or our writer uses SHA-512/24, one written by an earlier cimfs_cffi writer
+        SHA-256/24; both are fine.  In a set where one scheme matches, every mismatch means
+        changed bytes; a set where none matches was written by an unknown writer and gets one
+        warning, since its data cannot be checked."""
+        per_set: Dict[str, List[ObjectIdEntry]] = {}
+        listing: Dict[str, str] = {}
         for region in self.image.regions:
             path = _find_file(self.image.directory, "objectid_%s_%d" % (region.set_guid, region.local_index), listing)
-            name = os.path.basename(path)
             try:
                 with open(path, "rb") as f:
                     raw = f.read()
             except FileNotFoundError:
-                self.add(WARNING, name, "object-ID file is missing (readers do not need it; writers forking"
-                                        " this image cannot deduplicate against this region)")
+                self.add(WARNING, os.path.basename(path), "object-ID file is missing (readers do not need it;"
+                         " writers forking this image cannot deduplicate against this region)")
                 continue
-            matched, mismatched = per_set.setdefault(region.set_guid, ([0], []))
-            matched[0] += self.objectid_file(name, raw, region, mismatched)
-        for guid, (matched, mismatched) in per_set.items():
-            if mismatched and not matched[0]:
-                self.add(WARNING, "region set " + guid, "no object-ID digest is SHA-256/24 of its object (written"
-                                                         " by another writer?); data could not be checked")
-                continue
-            for name, k, offset, length in mismatched:
-                self.add(ERROR, name, "entry %d: the %d bytes at offset %d no longer match their digest"
-                         % (k, length, offset))
+            per_set.setdefault(region.set_guid, []).extend(self.objectid_file(os.path.basename(path), raw, region))
+        for guid, entries in per_set.items():
+            self.digests("region set " + guid, entries)
 
-    def objectid_file(self, name: str, raw: bytes, region: Region, mismatched: list) -> int:
-        """Check one object-ID file; return how many digests matched, add the others to ``mismatched``."""
+    def objectid_file(self, name: str, raw: bytes, region: Region) -> List[ObjectIdEntry]:
+        """Check one object-ID file's header, order and bounds; return its entries that lie
+        inside the region, for the digest check."""
         if len(raw) < OBJECTID_HEADER_SIZE or raw[:8] != MAGIC or raw[12] != FT_OBJECTID:
             self.add(ERROR, name, "not an object-ID file (magic, type or size)")
-            return 0
+            return []
         idx, rtype, _res, _res2, table, count = struct.unpack_from("<HBBIII", raw, 32)
         if idx != region.local_index or rtype != region.type:
             self.add(ERROR, name, "Index/Type %d/%d do not match region %d of type %d"
                      % (idx, rtype, region.local_index, region.type))
         if table + OBJECTID_ENTRY_SIZE * count > len(raw):
             self.add(ERROR, name, "%d entries at offset %d run past the file's %d bytes" % (count, table, len(raw)))
-            return 0
-        prev, matched = None, 0
+            return []
+        entries, prev = [], None
         for k in range(count):
             length, digest, offset = struct.unpack_from("<Q%dsQ" % DIGEST_SIZE, raw, table + OBJECTID_ENTRY_SIZE * k)
             if prev is not None and not prev < (length, digest):
-                self.add(WARNING, name, "entries are not sorted by (length, digest) at entry %d" % k)
+                self.add(WARNING, name, "entries are not sorted by (length, digest) at entry %d (%s)"
+                         % (k, KNOWN_CONVENTION))
             prev = (length, digest)
             if offset == 0 or offset + length > region.size:
                 self.add(ERROR, name, "entry %d: %d bytes at %d lie outside the region" % (k, length, offset))
-            elif hashlib.sha256(region.data[offset:offset + length]).digest()[:DIGEST_SIZE] == digest:
-                matched += 1
             else:
-                mismatched.append((name, k, offset, length))
-        return matched
+                entries.append(ObjectIdEntry(name, k, region, offset, length, digest))
+        return entries
+
+    def digests(self, obj: str, entries: List[ObjectIdEntry]) -> None:
+        """Recompute one region set's digests with the scheme its writer used."""
+        scheme = digest_scheme(entries)
+        if scheme is None:
+            if entries:
+                self.add(WARNING, obj, "no object-ID digest matches a known writer's (%s); data could not be"
+                                       " checked" % ", ".join(n for n, _ in DIGEST_SCHEMES))
+            return
+        _, digest_of = scheme
+        for e in entries:
+            if digest_of(e.object()) != e.digest:
+                self.add(ERROR, e.file, "entry %d: the %d bytes at offset %d no longer match their digest"
+                         % (e.index, e.length, e.offset))
 
     # ---- file tables and the tree ----------------------------------------------------------------------
     def tables(self) -> None:
@@ -177,7 +253,8 @@ class _Checker:
         rec = self.image.record(fid)
         table = self.image.directory_table(rec, self.names[fid])
         if table is None:
-            self.add(WARNING, self.file(fid), "directory stream of length 0 (writers store an empty table)")
+            self.add(WARNING, self.file(fid), "directory stream of length 0 (readers accept it; storing an empty"
+                                              " table is %s)" % OUR_CONVENTION)
             return
         if table.length != rec.stream_length:
             self.add(ERROR, self.file(fid), "table Length %d differs from its stream length %d"
@@ -241,9 +318,9 @@ class _Checker:
     def record(self, fid: int) -> None:
         img, obj = self.image, self.file(fid)
         rec = img.record(fid)
-        if fid != img.root_id and fid in self.containers and rec.parent_id not in self.containers[fid]:
-            self.add(WARNING, obj, "ParentFileId %d is not a directory that names it" % rec.parent_id)
-        if rec.flags & ~0x1F or rec.reserved or rec.length_and_type >> 57:
+        self.parent_id(obj, rec)
+        high_bits = rec.length_and_type & ~((1 << 56) - 1) & ~rec.layout.sparse_bit  # above the stream type
+        if rec.flags & ~rec.layout.flags or rec.reserved or high_bits:
             self.add(ERROR, obj, "undefined flag bits or reserved fields are set")
         if rec.stream_type not in (STREAM_DATA, STREAM_LINK_TABLE, STREAM_PE_IMAGE):
             self.add(ERROR, obj, "default stream type %d" % rec.stream_type)
@@ -261,9 +338,21 @@ class _Checker:
                 if s.length and not s.sparse:
                     img.stream_runs(s.offset, s.length, STREAM_DATA, "%s:%s" % (obj, name))
 
+    def parent_id(self, obj: str, rec: Record) -> None:
+        """ParentFileId (2.0 on; a 1.0 record has none) naming a directory that holds the file."""
+        if self.image.major < 2 or rec.id == self.image.root_id or rec.id not in self.containers:
+            return
+        if rec.parent_id not in self.containers[rec.id]:
+            self.add(WARNING, obj, "ParentFileId %d is not a directory that names it (%s)"
+                     % (rec.parent_id, OUR_CONVENTION))
+
     def security_descriptor(self, obj: str, rec: Record) -> None:
+        """A file's SD, if any.  SdOffset 0 is legal: Microsoft's writer leaves the root without
+        one and its images mount; both writers give every other file one."""
         if not rec.sd_offset:
-            self.add(WARNING, obj, "no security descriptor (hcsshim notes an image without one is unusable)")
+            if rec.id != self.image.root_id:
+                self.add(WARNING, obj, "no security descriptor (%s; hcsshim notes an image without SDs may"
+                                       " not work)" % KNOWN_CONVENTION)
             return
         sd = self.image._counted(rec.sd_offset, 2, obj + " security descriptor")
         if len(sd) < 20 or sd[0] != 1 or not sd[3] & 0x80:

@@ -232,6 +232,14 @@ HRESULT CimDeletePath(CIMFS_IMAGE_HANDLE h, PCWSTR path)
     return cim_portable_delete_path(h, path);
 }
 
+HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE h, UINT32 major, UINT32 minor)
+{
+#ifdef _WIN32
+    if (IS_SYSTEM(h)) return CIMFS_HR_NOT_SUPPORTED; /* cimfs.dll writes the version of its Windows */
+#endif
+    return cim_portable_set_format_version(h, major, minor);
+}
+
 /* ---- driver, block and merge functions: system backend only ---------------- */
 
 HRESULT CimTombstoneFile(CIMFS_IMAGE_HANDLE h, PCWSTR path)

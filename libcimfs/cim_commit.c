@@ -1,12 +1,14 @@
 /*
  * cim_commit.c - serialize the namespace into the metadata region and
- * publish the image atomically (format spec 14):
+ * publish the image atomically (docs/format.md §14), in the order
+ * Microsoft's writer uses where its images show it:
  *
- *   1. upcase table (page-aligned)
- *   2. breadth-first walk from the root: dense FileIDs (root = 1) and each
- *      directory's link table, sorted by the image's own upcase table
+ *   1. upcase table
+ *   2. dense FileIDs in creation order (root = 1), then each directory's
+ *      link table, newest directory first, sorted by the image's own
+ *      upcase table
  *   3. SDs, EAs, reparse buffers and stream tables as records need them,
- *      then the file tables, 1024 records each (page-aligned)
+ *      then the file tables, 1024 records each (88 bytes in format 1.0)
  *   4. the file table directory and the Filesystem object
  *   5. regions and objectid files finished and synced under temporary names,
  *      renamed to their final names, then the .cim written to a temporary
@@ -18,16 +20,16 @@
 #include "cim_internal.h"
 #include "cim_upcase.h"
 
-/* Default SD when none is given: SDDL D:NO_ACCESS_CONTROL (format spec 12). */
+/* Default SD when none is given: SDDL D:NO_ACCESS_CONTROL (docs/format.md §12). */
 static const uint8_t g_null_dacl_sd[20] = {0x01, 0x00, 0x04, 0x80};
 
 HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, uint64_t alignment,
                        uint64_t *out)
 {
-    uint8_t digest[32];
+    uint8_t digest[CIM_DIGEST_SIZE];
     uint64_t found, start;
     HRESULT hr;
-    cim_sha256(p, n, digest);
+    cim_objid_digest(p, n, digest);
     found = cim_dedup_lookup(img, n, digest);
     if (found) {
         *out = found;
@@ -145,9 +147,10 @@ static void put_name(uint8_t *table, size_t n, size_t value_size, size_t i, size
 #define ADS(p) ((const cim_ads *)(p))
 
 static HRESULT write_directory(cim_image *img, cim_node *d, void *const *sorted, size_t n)
-{    size_t names = 0, total, i, pos;
+{
+    size_t names = 0, total, i, pos;
     uint8_t *t;
-    uint64_t off;
+    uint64_t off = 0;
     HRESULT hr;
     for (i = 0; i < n; i++) names += 2 + 2 * (size_t)ENTRY(sorted[i])->len;
     t = link_table_alloc(0, n, 4, names, &total);
@@ -164,58 +167,53 @@ static HRESULT write_directory(cim_image *img, cim_node *d, void *const *sorted,
     return hr;
 }
 
-/* Breadth-first: FileIDs for every node and a link table for every directory. */
-static HRESULT assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
+/* FileIDs in creation order, root first, as Microsoft's writer numbers them
+ * (docs/format.md §14); dense, since deleted nodes left the order list. */
+static void assign_ids(cim_image *img, cim_node **by_id, uint32_t *count)
 {
-    cim_namespace *ns = &img->ns;
-    cim_node *head = ns->root, *tail = ns->root;
+    cim_node *n;
+    uint32_t next = 0;
+    for (n = img->ns.first; n; n = n->order_next) {
+        n->id = ++next;
+        n->parent_id = 0;
+        by_id[next] = n;
+    }
+    *count = next;
+}
+
+/* Every directory's link table, newest directory first (so children's
+ * tables precede their parents', as in Microsoft's images).  A file's
+ * ParentFileId becomes the oldest directory holding one of its names. */
+static HRESULT write_directories(cim_image *img)
+{
+    cim_node *d;
     void **sorted = NULL;
     size_t sorted_cap = 0;
     HRESULT hr = CIMFS_S_OK;
-    uint32_t next = 1;
-    ns->root->id = next;
-    ns->root->parent_id = 0;
-    ns->root->work_next = NULL;
-    by_id[next] = ns->root;
-    while (head && hr >= 0) {
-        cim_node *d = head;
+    for (d = img->ns.last; d && hr >= 0; d = d->order_prev) {
         cim_entry *e;
         size_t n = 0, i;
-        head = d->work_next;
-        if (!head) tail = NULL;
+        if (!d->is_dir) continue;
         if (d->nchildren > sorted_cap) {
-            void **s = (void **)realloc(sorted, d->nchildren * sizeof *s);
-            if (!s) {
+            void **grown = (void **)realloc(sorted, d->nchildren * sizeof *grown);
+            if (!grown) {
                 hr = CIMFS_E_OUTOFMEMORY;
                 break;
             }
-            sorted = s;
+            sorted = grown;
             sorted_cap = d->nchildren;
         }
         for (e = d->children; e; e = e->next) sorted[n++] = e;
-        hr = sort_ptrs(sorted, n, entry_cmp, ns->up);
+        hr = sort_ptrs(sorted, n, entry_cmp, img->ns.up);
         if (hr < 0) break;
-        for (i = 0; i < n; i++) {
-            cim_node *c = ENTRY(sorted[i])->node;
-            if (c->id) continue; /* another name of a file seen before */
-            c->id = ++next;
-            c->parent_id = d->id;
-            by_id[next] = c;
-            if (c->is_dir) {
-                c->work_next = NULL;
-                if (tail) tail->work_next = c;
-                else head = c;
-                tail = c;
-            }
-        }
+        for (i = 0; i < n; i++) ENTRY(sorted[i])->node->parent_id = d->id;
         hr = write_directory(img, d, sorted, n);
     }
     free(sorted);
-    *count = next;
     return hr;
 }
 
-/* u32 N, then LinkTable<Stream> of N bytes (format spec 11.4). */
+/* u32 N, then LinkTable<Stream> of N bytes (docs/format.md §11.4). */
 static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
 {
     cim_ads *a;
@@ -255,18 +253,37 @@ static HRESULT write_stream_table(cim_image *img, cim_node *node, uint64_t *out)
     return hr;
 }
 
+/* Whether a stream would need the sparse bit, which format 1.0 lacks. */
+static int has_sparse_stream(const cim_node *node)
+{
+    const cim_ads *a;
+    if (node->data.len_type & CIM_STREAM_SPARSE) return 1;
+    for (a = node->ads; a; a = a->next)
+        if (a->stream.len_type & CIM_STREAM_SPARSE) return 1;
+    return 0;
+}
+
 static HRESULT write_record(cim_image *img, cim_node *node, cim_blob *default_sd, uint8_t *rec)
 {
     uint64_t sd, ea, reparse, streams;
+    cim_blob *own_sd = node->sd;
+    uint16_t flags = node->flags;
     HRESULT hr;
     int i;
-    hr = put_blob(img, node->sd ? node->sd : default_sd, &sd);
+    /* A root the caller never created has no SD, times or flags, as in
+     * Microsoft's images; any other file without an SD gets the NULL-DACL SD. */
+    if (!own_sd && !(node == img->ns.root && !img->ns.root_created)) own_sd = default_sd;
+    if (img->format_major == 1) {
+        if (has_sparse_stream(node)) return CIMFS_HR_NOT_SUPPORTED;
+        flags &= (uint16_t)~CIM_FF_SPARSE;
+    }
+    hr = put_blob(img, own_sd, &sd);
     if (hr >= 0) hr = put_blob(img, node->ea, &ea);
     if (hr >= 0) hr = put_blob(img, node->reparse, &reparse);
     if (hr >= 0) hr = write_stream_table(img, node, &streams);
     if (hr < 0) return hr;
-    memset(rec, 0, CIM_FILE_SIZE);
-    cim_put16(rec + 0x00, node->flags);
+    memset(rec, 0, cim_file_record_size(img->format_major));
+    cim_put16(rec + 0x00, flags);
     cim_put16(rec + 0x02, (uint16_t)(node->ea ? node->ea->len : 0));
     cim_put32(rec + 0x04, node->reparse ? node->reparse_tag : 0);
     for (i = 0; i < 4; i++) cim_put64(rec + 0x08 + 8 * i, (uint64_t)node->times[i]);
@@ -276,7 +293,7 @@ static HRESULT write_record(cim_image *img, cim_node *node, cim_blob *default_sd
     cim_put64(rec + 0x40, ea);
     cim_put64(rec + 0x48, reparse);
     cim_put64(rec + 0x50, streams);
-    cim_put32(rec + 0x58, node->parent_id);
+    if (img->format_major > 1) cim_put32(rec + 0x58, node->parent_id); /* 1.0 records end at 0x58 */
     return CIMFS_S_OK;
 }
 
@@ -285,6 +302,7 @@ static HRESULT write_file_tables(cim_image *img, cim_node **by_id, uint32_t coun
 {
     cim_region *meta = &img->regions[CIM_RT_METADATA];
     uint32_t ntables = (count + CIM_FILES_PER_TABLE - 1) / CIM_FILES_PER_TABLE, t;
+    uint32_t rsize = cim_file_record_size(img->format_major);
     uint8_t *table = (uint8_t *)malloc((size_t)CIM_FILES_PER_TABLE * CIM_FILE_SIZE);
     uint8_t *ftd = (uint8_t *)calloc(ntables, CIM_FTDE_SIZE);
     cim_blob *default_sd = NULL;
@@ -294,12 +312,12 @@ static HRESULT write_file_tables(cim_image *img, cim_node **by_id, uint32_t coun
         uint32_t first = t * CIM_FILES_PER_TABLE + 1, n = count - first + 1, i;
         uint64_t off;
         if (n > CIM_FILES_PER_TABLE) n = CIM_FILES_PER_TABLE;
-        for (i = 0; hr >= 0 && i < n; i++) hr = write_record(img, by_id[first + i], default_sd, table + i * CIM_FILE_SIZE);
-        if (hr >= 0) hr = cim_put_object(img, meta, table, (size_t)n * CIM_FILE_SIZE, CIM_PAGE, &off);
+        for (i = 0; hr >= 0 && i < n; i++) hr = write_record(img, by_id[first + i], default_sd, table + i * rsize);
+        if (hr >= 0) hr = cim_put_object(img, meta, table, (size_t)n * rsize, 8, &off);
         if (hr >= 0) {
             cim_put64(ftd + t * CIM_FTDE_SIZE, off);
             cim_put16(ftd + t * CIM_FTDE_SIZE + 8, (uint16_t)n);
-            cim_put16(ftd + t * CIM_FTDE_SIZE + 10, CIM_FILE_SIZE);
+            cim_put16(ftd + t * CIM_FTDE_SIZE + 10, (uint16_t)rsize);
         }
     }
     if (hr >= 0) hr = cim_put_object(img, meta, ftd, (size_t)ntables * CIM_FTDE_SIZE, 8, ftd_off);
@@ -316,10 +334,13 @@ static HRESULT write_image_file(cim_image *img, uint64_t fs_off)
     cim_file *f = NULL;
     HRESULT hr;
     if (!h) return CIMFS_E_OUTOFMEMORY;
-    cim_put_common_header(h, CIM_FS_HEADER_SIZE, CIM_FT_IMAGE);
+    cim_put_common_header(h, CIM_FS_HEADER_SIZE, CIM_FT_IMAGE, img->format_major);
+    h[0x0D] = CIM_IMAGE_RESERVED_0D;
+    cim_put64(h + 0x18, CIM_IMAGE_RESERVED_18);
     memcpy(h + 0x20, img->guid, 16);
     cim_put16(h + 0x30, CIM_REGIONS_PER_SET);
     cim_put64(h + 0x38, fs_off);
+    cim_put32(h + 0x40, CIM_IMAGE_RESERVED_40);
     cim_put16(h + 0x46, img->nparent_sets);
     for (i = 0; i < img->nparent_sets; i++) {
         memcpy(h + CIM_FS_HEADER_SIZE + i * CIM_REGION_SET_SIZE, img->parent_sets[i].guid, 16);
@@ -357,9 +378,12 @@ HRESULT cim_commit(cim_image *img)
     if (!upcase || !by_id) hr = CIMFS_E_OUTOFMEMORY;
     if (hr >= 0) {
         for (i = 0; i < 0x10000; i++) cim_put16(upcase + 2 * i, up[i]);
-        hr = cim_put_object(img, meta, upcase, CIM_UPCASE_TABLE_SIZE, CIM_PAGE, &upcase_off);
+        hr = cim_put_object(img, meta, upcase, CIM_UPCASE_TABLE_SIZE, 8, &upcase_off);
     }
-    if (hr >= 0) hr = assign_ids(img, by_id, &count);
+    if (hr >= 0) {
+        assign_ids(img, by_id, &count);
+        hr = write_directories(img);
+    }
     if (hr >= 0) hr = write_file_tables(img, by_id, count, &ftd_off, &ntables);
     if (hr >= 0) {
         cim_put64(fs, upcase_off);

@@ -1,6 +1,6 @@
 /*
  * cim_format.h - constants and little-endian helpers for the classic CIM
- * on-disk format, version 2.0 (shared/spec/cim-format.md).  Sizes and offsets
+ * on-disk format, versions 1.0-3.0 (docs/format.md).  Sizes and offsets
  * here are facts of the format; the writer layout we chose is in cim_commit.c.
  */
 #ifndef CIM_FORMAT_H
@@ -10,8 +10,17 @@
 #include <string.h>
 
 #define CIM_MAGIC "cimfile0"           /* 8 bytes, no NUL on disk */
-#define CIM_VERSION_MAJOR 2
+#define CIM_VERSION_MAJOR 2            /* what we write by default (docs/format.md §18) */
 #define CIM_VERSION_MINOR 0
+#define CIM_VERSION_MAJOR_MIN 1        /* 1.0: 88-byte File records, no sparse streams */
+#define CIM_VERSION_MAJOR_MAX 3
+
+/* Values Microsoft's writer puts in fields older readers call reserved
+ * (docs/format.md §17; their meaning is unknown, 7 may be a mask of the
+ * three region types).  Only the .cim carries them. */
+#define CIM_IMAGE_RESERVED_0D 1        /* u8 at 0x0D: 1 or 2 in Microsoft's images */
+#define CIM_IMAGE_RESERVED_18 7        /* u64 at 0x18 */
+#define CIM_IMAGE_RESERVED_40 7        /* u32 at 0x40 */
 
 /* CommonHeader.Type */
 #define CIM_FT_IMAGE 0
@@ -40,7 +49,6 @@
 #define CIM_FILES_PER_TABLE 1024
 #define CIM_UPCASE_TABLE_SIZE (0x10000 * 2)
 #define CIM_PAGE 4096
-#define CIM_DIGEST_SIZE 24            /* ObjectID digest: SHA-256 cut to 24 bytes */
 
 /* RegionOffset: region index in bits 48..63, byte offset in bits 0..47; 0 is null. */
 #define CIM_OFFSET_BITS 48
@@ -88,15 +96,18 @@ static inline uint32_t cim_get32(const uint8_t *p)
 static inline uint64_t cim_get64(const uint8_t *p) { return cim_get32(p) | (uint64_t)cim_get32(p + 4) << 32; }
 
 /* CommonHeader (32 bytes) at p. */
-static inline void cim_put_common_header(uint8_t *p, uint32_t header_length, uint8_t type)
+static inline void cim_put_common_header(uint8_t *p, uint32_t header_length, uint8_t type, uint32_t major)
 {
     memset(p, 0, CIM_COMMON_HEADER_SIZE);
     memcpy(p, CIM_MAGIC, 8);
     cim_put32(p + 8, header_length);
     p[12] = type;
-    cim_put32(p + 16, CIM_VERSION_MAJOR);
+    cim_put32(p + 16, major);
     cim_put32(p + 20, CIM_VERSION_MINOR);
 }
+
+/* File record size of a format version. */
+static inline uint32_t cim_file_record_size(uint32_t major) { return major == 1 ? CIM_FILE_SIZE_V1 : CIM_FILE_SIZE; }
 
 /* GUID (16 bytes) in Windows in-memory layout. */
 static inline void cim_put_guid(uint8_t *p, const uint8_t guid_bytes[16]) { memcpy(p, guid_bytes, 16); }

@@ -272,9 +272,10 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
         hr = CIMFS_HR_NOT_SUPPORTED; /* the format addresses at most 65536 regions */
         goto fail;
     }
+    img->format_major = CIM_VERSION_MAJOR;
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
         hr = cim_region_open(&img->regions[i], img->dir, img->guid_text, (uint16_t)i,
-                             img->parent_region_count + (uint32_t)i, (uint8_t)i);
+                             img->parent_region_count + (uint32_t)i, (uint8_t)i, img->format_major);
         if (hr < 0) goto fail;
     }
     img->state = CIM_STATE_OPEN;
@@ -301,6 +302,23 @@ fail:
     free(nexisting);
     free(nnew);
     free(existing_path);
+    return hr;
+}
+
+HRESULT cim_portable_set_format_version(CIMFS_IMAGE_HANDLE h, uint32_t major, uint32_t minor)
+{
+    cim_image *img = acquire(h, KIND_IMAGE);
+    HRESULT hr;
+    int i;
+    if (!img) return CIMFS_E_INVALIDARG;
+    hr = check_open(img);
+    if (hr >= 0 && (major < CIM_VERSION_MAJOR_MIN || major > CIM_VERSION_MAJOR_MAX || minor != 0))
+        hr = CIMFS_E_INVALIDARG;
+    if (hr >= 0) {
+        img->format_major = major;
+        for (i = 0; i < CIM_REGIONS_PER_SET; i++) img->regions[i].major = major;
+    }
+    release(img, 1);
     return hr;
 }
 
@@ -424,8 +442,11 @@ static HRESULT validate_metadata(cim_image *img, const CIMFS_FILE_METADATA *md, 
     if (a & CIMFS_FILE_ATTRIBUTE_HIDDEN) v->flags |= CIM_FF_HIDDEN;
     if (a & CIMFS_FILE_ATTRIBUTE_SYSTEM) v->flags |= CIM_FF_SYSTEM;
     if (a & CIMFS_FILE_ATTRIBUTE_ARCHIVE) v->flags |= CIM_FF_ARCHIVE;
-    if (a & CIMFS_FILE_ATTRIBUTE_SPARSE_FILE) v->flags |= CIM_FF_SPARSE;
-    v->sparse = (a & CIMFS_FILE_ATTRIBUTE_SPARSE_FILE) != 0;
+    /* Format 1.0 has neither the sparse flag nor sparse streams: such files are stored zero-filled. */
+    if ((a & CIMFS_FILE_ATTRIBUTE_SPARSE_FILE) && img->format_major > 1) {
+        v->flags |= CIM_FF_SPARSE;
+        v->sparse = 1;
+    }
     return hr;
 }
 
@@ -498,6 +519,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
         }
         node = img->ns.root;
         apply_metadata(node, md, &v);
+        img->ns.root_created = 1;
     } else if (entry && entry->node->is_dir && v.is_dir) {
         /* Re-creating a directory keeps its children (api spec 7.2) and takes
          * the new metadata and spelling. */

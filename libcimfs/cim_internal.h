@@ -16,7 +16,7 @@
 #include "cim_format.h"
 #include "cim_path.h"
 #include "cim_platform.h"
-#include "cim_sha256.h"
+#include "cim_objid.h"
 
 #include <stdlib.h>
 
@@ -63,6 +63,7 @@ typedef struct cim_node {
     cim_ads *ads;
     struct cim_entry *children; /* directories: first entry of an unsorted list */
     struct cim_node *work_next; /* intrusive work lists (deletion, commit queue) */
+    struct cim_node *order_prev, *order_next; /* creation order: FileIDs follow it */
     uint32_t nchildren;
     uint32_t nlink;
     uint32_t id;                /* FileID, assigned at commit */
@@ -85,6 +86,8 @@ typedef struct cim_entry {
 typedef struct cim_namespace {
     const uint16_t *up;         /* upcase table */
     cim_node *root;
+    int root_created;           /* CimCreateFile gave the root metadata (else: no SD, as Microsoft) */
+    cim_node *first, *last;     /* every live node, oldest first (root first) */
     cim_entry **buckets;        /* (directory, upcased name) -> entry */
     size_t nbuckets, nentries;
     cim_blob **blob_buckets;
@@ -138,6 +141,7 @@ typedef struct cim_region {
     uint32_t global_index;
     uint16_t local_index;
     uint8_t type;
+    uint32_t major;             /* format version of the image being written */
     int renamed;                /* final names in place (commit) */
     cim_objid *ids;
     size_t nids, ids_cap;
@@ -163,7 +167,7 @@ typedef struct cim_dedup {
 } cim_dedup;
 
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
-                        uint32_t global_index, uint8_t type);
+                        uint32_t global_index, uint8_t type, uint32_t major);
 HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
 HRESULT cim_region_zeros(cim_region *r, uint64_t n);
 HRESULT cim_region_align(cim_region *r, uint64_t alignment);
@@ -199,7 +203,7 @@ typedef struct cim_stream_state {
     cim_region *region;
     uint64_t pre_align;         /* region end before this stream's alignment padding */
     uint64_t start;             /* byte offset of the data in the region */
-    cim_sha256_ctx sha;
+    cim_objid_ctx digest;       /* object ID of the bytes written so far */
 } cim_stream_state;
 
 typedef struct cim_region_set {
@@ -220,6 +224,7 @@ typedef struct cim_image {
     uint8_t guid[16];
     char guid_text[40];
     cim_namespace ns;
+    uint32_t format_major;      /* 1, 2 (default) or 3: docs/format.md §18 */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;

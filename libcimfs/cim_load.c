@@ -1,6 +1,6 @@
 /*
  * cim_load.c - read a committed image into a writer's namespace, to fork or
- * extend it (format spec 7).
+ * extend it (docs/format.md §7).
  *
  * The child lists the parent's parent region sets and then the parent's own
  * set, so every RegionOffset stored in the parent keeps its meaning: file
@@ -344,7 +344,7 @@ static HRESULT open_region_set(loader *L, const uint8_t guid[16], uint16_t count
         hr = cim_file_size(L->files[first + n], &L->sizes[first + n]);
         if (hr >= 0 && L->sizes[first + n] < CIM_REGION_HEADER_SIZE) hr = CORRUPT;
         if (hr >= 0) hr = cim_file_pread(L->files[first + n], hdr, sizeof hdr, 0);
-        if (hr >= 0 && (memcmp(hdr, CIM_MAGIC, 8) != 0 || cim_get32(hdr + 16) < 2 || cim_get32(hdr + 16) > 3))
+        if (hr >= 0 && (memcmp(hdr, CIM_MAGIC, 8) != 0 || cim_get32(hdr + 16) < CIM_VERSION_MAJOR_MIN || cim_get32(hdr + 16) > CIM_VERSION_MAJOR_MAX))
             hr = CORRUPT;
         if (hr < 0) return hr;
     }
@@ -432,6 +432,37 @@ static HRESULT load_file_tables(loader *L, uint64_t fs_off)
     return CIMFS_S_OK;
 }
 
+static int node_id_cmp(const void *a, const void *b)
+{
+    uint32_t x = (*(cim_node *const *)a)->id, y = (*(cim_node *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Puts the loaded nodes in the parent's FileID order, so that the child
+ * numbers inherited files as the parent did and new files after them. */
+static HRESULT order_by_parent_ids(loader *L)
+{
+    cim_namespace *ns = &L->img->ns;
+    cim_node **nodes, *n;
+    size_t i, count = 0;
+    for (i = 0; i < L->ids_cap; i++)
+        if (L->ids[i].id) L->ids[i].node->id = L->ids[i].id;
+    nodes = (cim_node **)malloc((ns->nnodes ? ns->nnodes : 1) * sizeof *nodes);
+    if (!nodes) return CIMFS_E_OUTOFMEMORY;
+    for (n = ns->first; n; n = n->order_next) nodes[count++] = n;
+    qsort(nodes, count, sizeof *nodes, node_id_cmp);
+    ns->first = ns->last = NULL;
+    for (i = 0; i < count; i++) {
+        nodes[i]->order_prev = ns->last;
+        nodes[i]->order_next = NULL;
+        if (ns->last) ns->last->order_next = nodes[i];
+        else ns->first = nodes[i];
+        ns->last = nodes[i];
+    }
+    free(nodes);
+    return CIMFS_S_OK;
+}
+
 HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
 {
     loader L;
@@ -451,7 +482,7 @@ HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
     hr = cim_file_size(f, &size);
     if (hr >= 0 && size < CIM_FS_HEADER_SIZE) hr = CORRUPT;
     if (hr >= 0) hr = cim_file_pread(f, hdr, sizeof hdr, 0);
-    if (hr >= 0 && (memcmp(hdr, CIM_MAGIC, 8) != 0 || cim_get32(hdr + 16) < 2 || cim_get32(hdr + 16) > 3))
+    if (hr >= 0 && (memcmp(hdr, CIM_MAGIC, 8) != 0 || cim_get32(hdr + 16) < CIM_VERSION_MAJOR_MIN || cim_get32(hdr + 16) > CIM_VERSION_MAJOR_MAX))
         hr = CORRUPT;
     pc = hr >= 0 ? cim_get16(hdr + 0x46) : 0;
     if (hr >= 0 && (pc >= 0xFFFF || size < CIM_FS_HEADER_SIZE + (uint64_t)pc * CIM_REGION_SET_SIZE)) hr = CORRUPT;
@@ -513,6 +544,7 @@ HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
         hr = load_directory(&L, d, d->data.offset, d->data.len_type, &tail);
         work = d->work_next;
     }
+    if (hr >= 0) hr = order_by_parent_ids(&L);
     total = 0;
     for (i = 0; hr >= 0 && i <= pc; i++) {
         uint16_t n;

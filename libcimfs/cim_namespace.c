@@ -39,6 +39,10 @@ cim_node *cim_ns_node_new(cim_namespace *ns, int is_dir)
     cim_node *n = (cim_node *)calloc(1, sizeof *n);
     if (!n) return NULL;
     n->is_dir = (uint8_t)(is_dir != 0);
+    n->order_prev = ns->last;
+    if (ns->last) ns->last->order_next = n;
+    else ns->first = n;
+    ns->last = n;
     ns->nnodes++;
     return n;
 }
@@ -57,6 +61,10 @@ void cim_ns_free_ads(cim_node *node)
 void cim_ns_free_node(cim_namespace *ns, cim_node *n)
 {
     cim_ns_free_ads(n);
+    if (n->order_prev) n->order_prev->order_next = n->order_next;
+    else ns->first = n->order_next;
+    if (n->order_next) n->order_next->order_prev = n->order_prev;
+    else ns->last = n->order_prev;
     free(n);
     ns->nnodes--;
 }
@@ -176,12 +184,11 @@ void cim_ns_unlink(cim_namespace *ns, cim_entry *e)
 
 HRESULT cim_ns_intern(cim_namespace *ns, uint8_t kind, const void *data, uint32_t len, cim_blob **out)
 {
-    uint8_t digest[32];
-    uint32_t h;
+    const uint8_t *bytes = (const uint8_t *)data;
+    uint32_t h = 2166136261u ^ kind; /* FNV-1a: a table hash; memcmp confirms every match */
     cim_blob *b;
     size_t i;
-    cim_sha256(data, len, digest);
-    h = cim_get32(digest) ^ kind;
+    for (i = 0; i < len; i++) h = (h ^ bytes[i]) * 16777619u;
     for (b = ns->blob_buckets[h & (ns->nblob_buckets - 1)]; b; b = b->next)
         if (b->hash == h && b->kind == kind && b->len == len && memcmp(b->data, data, len) == 0) {
             *out = b;

@@ -22,7 +22,7 @@ void cim_guid_text(const uint8_t g[16], char out[40])
 }
 
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
-                        uint32_t global_index, uint8_t type)
+                        uint32_t global_index, uint8_t type, uint32_t major)
 {
     char name[96];
     uint8_t hdr[CIM_REGION_HEADER_SIZE];
@@ -45,8 +45,9 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
         return CIMFS_E_OUTOFMEMORY;
     hr = cim_file_create_new(r->tmp_path, &r->file);
     if (hr < 0) return hr;
-    cim_put_common_header(hdr, CIM_REGION_HEADER_SIZE, CIM_FT_REGION);
-    cim_put16(hdr + 32, local_index);
+    r->major = major;
+    cim_put_common_header(hdr, CIM_REGION_HEADER_SIZE, CIM_FT_REGION, major);
+    cim_put16(hdr + 32, 0); /* Index: Microsoft writes 0 in every region file (docs/format.md §4) */
     hdr[34] = type;
     hdr[35] = 0;
     cim_put32(hdr + 36, 0);
@@ -125,6 +126,13 @@ HRESULT cim_region_finish(cim_region *r)
     }
     hr = flush(r);
     if (hr < 0) return hr;
+    {
+        /* The version may have been chosen after the header was written. */
+        uint8_t major[4];
+        cim_put32(major, r->major);
+        hr = cim_file_pwrite(r->file, major, sizeof major, 16);
+        if (hr < 0) return hr;
+    }
     hr = cim_file_truncate(r->file, r->end);
     if (hr < 0) return hr;
     hr = cim_file_sync(r->file);
@@ -170,8 +178,8 @@ HRESULT cim_region_write_objid_file(cim_region *r)
     w.buf = r->buf; /* the region is finished; its buffer is free */
     hr = cim_file_create_new(r->objid_tmp_path, &w.file);
     if (hr < 0) return hr;
-    cim_put_common_header(hdr, CIM_OBJID_HEADER_SIZE, CIM_FT_OBJECTID);
-    cim_put16(hdr + 32, r->local_index);
+    cim_put_common_header(hdr, CIM_OBJID_HEADER_SIZE, CIM_FT_OBJECTID, r->major);
+    cim_put16(hdr + 32, r->local_index); /* here Microsoft writes the region's number */
     hdr[34] = r->type;
     hdr[35] = 0;
     cim_put32(hdr + 36, 0);
@@ -289,18 +297,18 @@ static int parent_object_matches(cim_image *img, uint64_t offset, uint64_t lengt
 {
     uint32_t idx = CIM_OFFSET_INDEX(offset);
     uint64_t pos = CIM_OFFSET_BYTES(offset), done = 0;
-    uint8_t buf[64 * 1024], got[32];
-    cim_sha256_ctx sha;
+    uint8_t buf[64 * 1024], got[CIM_DIGEST_SIZE];
+    cim_objid_ctx ctx;
     if (idx >= img->parent_region_count || !img->parent_files || !img->parent_files[idx]) return 0;
     if (length > img->parent_sizes[idx] || pos > img->parent_sizes[idx] - length) return 0;
-    cim_sha256_init(&sha);
+    cim_objid_init(&ctx);
     while (done < length) {
         size_t k = length - done > sizeof buf ? sizeof buf : (size_t)(length - done);
         if (cim_file_pread(img->parent_files[idx], buf, k, pos + done) < 0) return 0;
-        cim_sha256_update(&sha, buf, k);
+        cim_objid_update(&ctx, buf, k);
         done += k;
     }
-    cim_sha256_final(&sha, got);
+    cim_objid_final(&ctx, got);
     return memcmp(got, digest, CIM_DIGEST_SIZE) == 0;
 }
 

@@ -9,8 +9,10 @@
 /* The 65536-entry table (built once, thread-safe); never NULL. */
 const uint16_t *cim_upcase_table(void);
 
-/* Exposed for tests: the table entry of one code unit, and the Unicode version. */
+/* Exposed to Python: the whole table (65536 entries, host byte order), the entry of one
+   code unit (for tests), and what the table is (a constant string). */
+const uint16_t *CimfsUpcaseTable(void);
 uint16_t CimfsTestUpcase(uint16_t unit);
-const char *CimfsUpcaseUnicodeVersion(void);
+const char *CimfsUpcaseDescription(void);
 
 #endif

@@ -311,6 +311,21 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
                                     PCWSTR existingImageName, PCWSTR newImageName,
                                     CIMFS_IMAGE_HANDLE *cimImageHandle);
 
+/* ---- format version (cimfs_cffi extension) ------------------------------ */
+
+/*
+ * CimfsSetFormatVersion: the format version the portable writer gives this
+ * image at commit: 1.0, 2.0 (the default) or 3.0 (docs/format.md §18).
+ * 1.0 has 88-byte File records without ParentFileId and no sparse streams:
+ * call it before creating files, so that sparse files are stored
+ * zero-filled (a 1.0 commit holding a sparse stream, e.g. one inherited
+ * from a parent, fails with HR(NOT_SUPPORTED)).  Returns S_OK;
+ * E_INVALIDARG for another version, a closed/committed handle or an open
+ * stream (0x80070020 as for every image call); HR(NOT_SUPPORTED) for a
+ * cimfs.dll handle (Windows chooses its own version).
+ */
+HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 majorVersion, UINT32 minorVersion);
+
 /* ---- bulk hard links (cimfs_cffi extension) ------------------------------ */
 
 /* Flag: pairs whose target does not exist are skipped and reported. */

@@ -186,7 +186,22 @@ def test_empty_security_descriptor_gets_the_null_dacl(writer):  # api spec 7.18
     writer.mkdir("d")
     img = writer.finish()
     assert img.node(img.lookup("f")).sd == NULL_DACL
-    assert img.node(img.root_id).sd == NULL_DACL
+    assert img.node(img.lookup("d")).sd == NULL_DACL
+
+
+def test_root_never_created_has_no_sd_times_or_flags(writer):
+    """As in Microsoft's images (which mount): SdOffset 0, zero times and flags."""
+    writer.add("f", b"x")
+    img = writer.finish()
+    root = img.record(img.root_id)
+    assert (root.sd_offset, root.times, root.flags) == (0, (0, 0, 0, 0), 0)
+
+
+def test_root_created_explicitly_keeps_its_metadata(writer):
+    writer.mkdir("", attributes=0x2, times=(1, 2, 3, 4))
+    img = writer.finish()
+    root = img.record(img.root_id)
+    assert img.node(img.root_id).sd == NULL_DACL and root.times == (1, 2, 3, 4) and root.flags == 0x2
 
 
 def test_security_descriptors_are_stored_once(writer):

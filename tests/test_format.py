@@ -4,7 +4,6 @@ import os
 import struct
 import subprocess
 import sys
-import unicodedata
 
 import pytest
 
@@ -22,20 +21,71 @@ def test_headers_version_and_region_layout(writer):
     assert [(r.local_index, r.type) for r in img.regions] == [(0, 0), (1, 1), (2, 2)]
     for r in img.regions:
         assert r.data[:8] == b"cimfile0"
-        assert struct.unpack_from("<IBBHII", r.data, 8) == (40, 1, 0, 0, 2, 0)
+        assert struct.unpack_from("<IBBHIIQ", r.data, 8) == (40, 1, 0, 0, 2, 0, 0)
+        # Index is 0 in every region file, as Microsoft writes it; Type is the region's type.
+        assert struct.unpack_from("<HBBI", r.data, 0x20) == (0, r.type, 0, 0)
     assert len(img.regions[1].data) % 4096 == 0
+
+
+def test_image_header_carries_microsofts_reserved_values(writer):
+    img = writer.finish()
+    h = img.raw_header
+    assert h[0x0C:0x10] == bytes([0, 1, 0, 0])  # Type 0 (image); the byte after it is 1
+    assert struct.unpack_from("<Q", h, 0x18)[0] == 7
+    assert struct.unpack_from("<IHH", h, 0x40) == (7, 0, 0)
+
+
+def test_objectid_headers_carry_the_region_number(writer):
+    writer.add("f", b"x" * 5000)
+    img = writer.finish()
+    for i, r in enumerate(img.regions):
+        raw = open(os.path.join(img.dir, "objectid_%s_%d" % (img.region_sets[-1][0], i)), "rb").read()
+        assert struct.unpack_from("<IBBHIIQ", raw, 8) == (48, 2, 0, 0, 2, 0, 0)
+        assert struct.unpack_from("<HBBI", raw, 0x20) == (i, r.type, 0, 0)
     guid = bytes.fromhex(img.region_sets[-1][0].replace("-", "")[:16])  # version 4 GUID
     assert img.raw_header[0x27] >> 4 == 4 and guid
 
 
-def test_objectid_files_list_every_object_with_sha256_digests(writer):
+def objectid_entries(img, i):
+    raw = open(os.path.join(img.dir, "objectid_%s_%d" % (img.region_sets[-1][0], i)), "rb").read()
+    table, count = struct.unpack_from("<II", raw, 40)
+    assert table == 48 and len(raw) == 48 + 40 * count
+    return [struct.unpack_from("<Q24sQ", raw, 48 + 40 * k) for k in range(count)]
+
+
+def expected_digest(obj):
+    """Microsoft's object ID: SHA-512 cut to 24 bytes; 24 bytes or fewer are their own ID."""
+    return obj.ljust(24, b"\0") if len(obj) <= 24 else hashlib.sha512(obj).digest()[:24]
+
+
+def test_objectid_digests_are_sha512_or_the_object_itself(writer):
     writer.add("a", os.urandom(5000))
     writer.add("b", b"small")
-    img = writer.finish()  # check() verifies order, bounds and digests
-    for i in range(len(img.regions)):
-        raw = open(os.path.join(img.dir, "objectid_%s_%d" % (img.region_sets[-1][0], i)), "rb").read()
-        table, count = struct.unpack_from("<II", raw, 40)
-        assert table == 48 and len(raw) == 48 + 40 * count and count >= 1
+    writer.add("c", os.urandom(24))
+    writer.add("d", os.urandom(25))
+    img = writer.finish()
+    seen = 0
+    for i, region in enumerate(img.regions):
+        entries = objectid_entries(img, i)
+        assert entries == sorted(entries, key=lambda e: (e[0], e[1]))  # (length, digest) order
+        for length, digest, offset in entries:
+            assert digest == expected_digest(region.data[offset:offset + length])
+            seen += 1
+    assert seen >= 4 + 5  # four files + SDs, tables, upcase, Filesystem object
+
+
+def test_every_metadata_object_is_indexed(writer):
+    writer.add("f", b"x" * 100)
+    img = writer.finish()
+    indexed = {(offset, length) for length, _, offset in objectid_entries(img, 0)}
+    root = img.record(img.root_id)
+    fs = img.fs_offset & 0xFFFFFFFFFFFF
+    assert (fs, 24) in indexed  # the Filesystem object
+    assert (img.upcase_offset & 0xFFFFFFFFFFFF, 131072) in indexed
+    assert (img.tables[0][0] & 0xFFFFFFFFFFFF, img.tables[0][1] * 96) in indexed  # the file table
+    assert (root.stream_offset & 0xFFFFFFFFFFFF, root.stream_length) in indexed  # the root's link table
+    sd = img.record(img.lookup("f")).sd_offset & 0xFFFFFFFFFFFF
+    assert (sd, 2 + 20) in indexed  # the SD with its u16 count
 
 
 def test_empty_directory_and_empty_file_encoding(writer):
@@ -48,18 +98,47 @@ def test_empty_directory_and_empty_file_encoding(writer):
     assert f.stream_length == 0 and f.stream_offset & 0xFFFFFFFFFFFF != 0
 
 
-def test_file_ids_are_dense_breadth_first_with_full_tables(writer):
+def test_file_ids_follow_creation_order_with_full_tables(writer):
     writer.mkdir("d")
     for i in range(2500):
-        writer.add("d\\f%04d" % i, b"")
+        writer.add("d\\f%04d" % (2499 - i), b"")  # created in reverse name order
     img = writer.finish()
     assert img.root_id == 1
     assert [t[1] for t in img.tables] == [1024, 1024, 454]
     assert all(t[2] == 96 for t in img.tables)
-    assert all((t[0] & 0xFFFFFFFFFFFF) % 4096 == 0 for t in img.tables)
     assert img.lookup("d") == 2
     ids = [fid for _, fid in img.listdir(img.lookup("d"))]
-    assert ids == list(range(3, 2503))  # sorted order = id order
+    assert ids == list(range(2502, 2, -1))  # sorted by name; numbered as created
+
+
+def test_file_ids_stay_dense_after_deletes(writer):
+    for name in ("a", "b", "c", "d"):
+        writer.add(name, b"")
+    assert writer.delete("b") == S_OK
+    writer.add("b", b"")
+    img = writer.finish()
+    assert [img.lookup(n) for n in ("a", "c", "d", "b")] == [2, 3, 4, 5]
+    assert img.tables[0][1] == 5
+
+
+def test_metadata_is_8_aligned_and_only_the_data_region_padded(writer):
+    writer.add("f", b"x")
+    writer.add("g", b"y" * 5000)
+    img = writer.finish()
+    offsets = [img.upcase_offset, img.fs_offset] + [t[0] for t in img.tables]
+    assert all(o & 7 == 0 for o in offsets)
+    assert any(o & 4095 for o in offsets)  # Microsoft page-aligns neither upcase nor file tables
+    assert len(img.regions[2].data) == 40 + 1  # the small-data region ends at its last byte
+    assert len(img.regions[1].data) == 4096 + 8192  # header page, then the file padded to pages
+
+
+@pytest.mark.parametrize("size, region", [(1, 2), (1024, 2), (1025, 1), (4096, 1)])
+def test_small_data_region_holds_streams_up_to_1024_bytes(writer, size, region):
+    writer.add("f", os.urandom(size))
+    img = writer.finish()
+    offset = img.record(img.lookup("f")).stream_offset
+    assert offset >> 48 == region
+    assert offset & (4095 if region == 1 else 7) == 0
 
 
 def test_directory_entries_sorted_by_the_images_upcase_table(writer):
@@ -77,52 +156,35 @@ def test_directory_entries_sorted_by_the_images_upcase_table(writer):
 def test_upcase_table_in_the_image_is_the_generated_table(writer):
     img = writer.finish()
     assert list(img.upcase) == gen_upcase.table()
-    assert (img.upcase_offset & 0xFFFFFFFFFFFF) % 4096 == 0
 
 
-def test_upcase_table_is_simple_unicode_uppercase():
-    assert ffi.string(lib.CimfsUpcaseUnicodeVersion()).decode() == "14.0.0"
+def test_upcase_table_is_windows_one_to_one_case_pairs_of_unicode_5_1():
+    """Windows' $UpCase table (tests/test_upcase.py compares it with Microsoft-made images)."""
+    assert "Unicode 5.1.0" in ffi.string(lib.CimfsUpcaseDescription()).decode()
     table = [lib.CimfsTestUpcase(c) for c in range(0x10000)]
     assert table[ord("a")] == ord("A") and table[ord("\u00df")] == 0xDF  # ß has no single uppercase
     assert table[0x1F80] == 0x1F88 and table[0xD800] == 0xD800
-    if unicodedata.unidata_version == "14.0.0":
-        checked = range(0x10000)
-    else:  # another Python: compare the long-stable blocks only
-        checked = list(range(0x0000, 0x0530)) + list(range(0x1E00, 0x2000))
-    for c in checked:
-        if 0xD800 <= c <= 0xDFFF:
-            continue
-        up = chr(c).upper()
-        if len(up) == 1:
-            assert table[c] == ord(up), hex(c)
-        else:
-            assert table[c] in (c, gen_upcase.SIMPLE_ONLY.get(c)), hex(c)
+    assert table[0x0131] == 0x0131 and table[0x03C2] == 0x03C2 and table[0x00B5] == 0x00B5  # ı ς µ
+    assert table[0x10D0] == 0x10D0 and table[0x2D00] == 0x10A0  # no Mtavruli (Unicode 11); Nuskhuri (4.1)
+    for c in list(range(0x0000, 0x0530)) + list(range(0x1E00, 0x2000)):
+        if table[c] != c:  # every mapping is a case pair: the uppercase lowercases back
+            assert chr(table[c]).lower() == chr(c), hex(c)
 
 
-@pytest.mark.parametrize("data", [b"", b"abc", b"a" * 55, b"a" * 56, b"a" * 64, b"x" * 1000, bytes(range(256)) * 40])
-def test_sha256_matches_hashlib(data):
-    out = ffi.new("uint8_t[32]")
-    lib.CimfsTestSha256(data, len(data), out)
-    assert bytes(out) == hashlib.sha256(data).digest()
+@pytest.mark.parametrize("data", [b"", b"abc", b"a" * 111, b"a" * 112, b"a" * 128, b"x" * 1000,
+                                  bytes(range(256)) * 40])
+def test_sha512_matches_hashlib(data):
+    out = ffi.new("uint8_t[64]")
+    lib.CimfsTestSha512(data, len(data), out)
+    assert bytes(out) == hashlib.sha512(data).digest()
 
 
-def test_sha256_matches_hashlib_on_random_lengths():
-    for n in range(0, 300):
+def test_object_id_matches_hashlib_on_every_short_length():
+    out = ffi.new("uint8_t[24]")
+    for n in list(range(0, 300)) + [4096, 100000]:
         data = os.urandom(n)
-        out = ffi.new("uint8_t[32]")
-        lib.CimfsTestSha256(data, len(data), out)
-        assert bytes(out) == hashlib.sha256(data).digest()
-
-
-def test_sha256_portable_path_matches_hashlib_too(tmp_path):
-    """CIMFS_SHA256=portable turns the SHA-NI block function off (chosen once per process)."""
-    code = ("import hashlib, os; from cimfs_cffi import ffi, lib\n"
-            "out = ffi.new('uint8_t[32]')\n"
-            "for n in list(range(300)) + [4096, 100000]:\n"
-            "    d = os.urandom(n); lib.CimfsTestSha256(d, n, out)\n"
-            "    assert bytes(out) == hashlib.sha256(d).digest(), n\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "CIMFS_SHA256": "portable"},
-                   cwd=str(tmp_path))  # not the checkout: import the installed package
+        lib.CimfsTestObjectId(data, len(data), out)
+        assert bytes(out) == expected_digest(data), n
 
 
 def test_stream_table_is_u32_prefixed(writer):

@@ -1,5 +1,5 @@
 """The package reader (cimfs_cffi.reader): API behaviour, laziness, and the format features
-our writer never produces (PE-image streams, version 3, other GUID case)."""
+our writer never produces (PE-image streams, versions 1 and 3, other GUID case)."""
 import io
 import os
 import shutil
@@ -9,7 +9,8 @@ import pytest
 
 from cimfs_cffi import CorruptImage, PathNotFound, ea_buffer, open_image
 from cimfs_cffi import reader as R
-from images import BIG, CUSTOM_SD, TEXT, T0, build_rich_image, build_wide_image, record_location
+from cimreader import as_version_1
+from images import BIG, CUSTOM_SD, TEXT, T0, build_rich_image, build_wide_image, patch, record_location
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,41 @@ def test_version_3_images_read_like_version_2(tmp_path):
             fh.write(struct.pack("<I", 3))
     with open_image(path) as img:
         assert img.major == 3 and img.read_bytes("Files/hello.txt") == TEXT
+
+
+def test_version_1_images_read_88_byte_records_without_parent_ids(tmp_path):
+    path = build_rich_image(str(tmp_path))
+    as_version_1(path)
+    with open_image(path) as img:
+        assert (img.major, img.minor) == (1, 0) and {t[2] for t in img.tables} == {88}
+        assert img.read_bytes("Files/hello.txt") == TEXT and img.read_bytes("Files/sub/copy.bin") == BIG
+        assert img.read_bytes("Files/hello.txt:Zone.Identifier").startswith(b"[ZoneTransfer]")
+        assert all(rec.parent_id == 0 and rec.base_region_index == 0 for _, rec in img.iter_tree())
+
+
+def test_version_1_has_no_sparse_flag(tmp_path):
+    path = build_rich_image(str(tmp_path))
+    as_version_1(path)
+    with open_image(path) as img:
+        st = img.stat("Files/sparse")
+        assert not st.sparse and not st.attributes & R.ATTR_SPARSE
+
+
+@pytest.mark.parametrize("major", [0, 4])
+def test_unknown_versions_are_refused(tmp_path, major):
+    path = build_rich_image(str(tmp_path))
+    patch(path, 16, struct.pack("<I", major))
+    with pytest.raises(CorruptImage, match="unsupported format version %d.0" % major):
+        open_image(path)
+
+
+def test_summary_opens_stream_tables_only_of_files_that_have_one(rich, monkeypatch):
+    opened = []
+    real = R.CimImage.streams_of
+    monkeypatch.setattr(R.CimImage, "streams_of", lambda self, rec: (opened.append(rec.id), real(self, rec))[1])
+    with open_image(rich) as img:
+        assert img.summary()["streams"] == 2
+    assert len(opened) == 2
 
 
 def test_region_files_are_found_whatever_the_guid_case(tmp_path):

@@ -1,14 +1,26 @@
 """The verifier (format spec section 15): one hand-made corruption per check, each must be
 reported as a finding naming the object; damage never escapes as another exception."""
+import hashlib
 import os
 import shutil
 import struct
 
 import pytest
 
-from cimfs_cffi import open_image, verify
+from cimfs_cffi import Image, open_image, verify
 from cimfs_cffi.reader import OFFSET_MASK
+from cimreader import as_version_1, rewrite_object_ids
 from images import build_rich_image, build_wide_image, object_location, patch, record_location
+
+
+def sha512_24(obj):
+    """Microsoft's object ID: small objects inline, zero-padded; others SHA-512 cut to 24 bytes."""
+    return obj.ljust(24, b"\0") if len(obj) <= 24 else hashlib.sha512(obj).digest()[:24]
+
+
+def sha256_24(obj):
+    """The object ID earlier versions of our writer wrote."""
+    return hashlib.sha256(obj).digest()[:24]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +55,25 @@ def test_a_clean_image_has_no_findings(image):
 
 def test_image_header_type_and_reserved_fields(image):
     patch(image, 12, b"\x01")
-    patch(image, 0x40, b"\x07")
+    patch(image, 0x44, b"\x07")
     assert_finding(image, "error", "common header type 1")
     assert_finding(image, "error", "reserved header fields are not zero")
+
+
+@pytest.mark.parametrize("byte_0d", [0, 1, 2])
+def test_reserved_header_values_of_microsofts_writer_are_accepted(image, byte_0d):
+    patch(image, 0x0D, bytes([byte_0d]))
+    patch(image, 0x18, struct.pack("<Q", 7))
+    patch(image, 0x40, struct.pack("<I", 7))
+    assert verify(image) == []
+
+
+def test_unknown_values_in_reserved_header_fields_are_warnings(image):
+    patch(image, 0x0D, b"\x05")
+    patch(image, 0x40, struct.pack("<I", 9))
+    assert_finding(image, "warning", "reserved header field at 0x0D holds 5 (meaning unknown")
+    assert_finding(image, "warning", "reserved header field at 0x40 holds 9")
+    assert messages(image, "error") == []
 
 
 def test_region_header_index_and_type(image):
@@ -57,12 +85,48 @@ def test_region_header_index_and_type(image):
     assert_finding(image, "error", "region type 9")
 
 
+@pytest.mark.parametrize("writer", ["microsoft", "earlier cimfs_cffi"])
+def test_region_header_index_0_or_the_region_number_is_accepted(image, writer):
+    with open_image(image) as img:
+        regions = [(r.path, r.local_index) for r in img.regions]
+    for path, n in regions:
+        patch(path, 32, struct.pack("<H", 0 if writer == "microsoft" else n))
+    assert verify(image) == []
+
+
 def test_flipped_file_data_is_found_through_the_object_id_digests(image):
     img, rec = locate(image, "Files/big.bin")
     where, at = object_location(img, rec.stream_offset)
     patch(where, at + 1000, b"\xEE")
     assert_finding(image, "error", "no longer match their digest")
     assert open_image(image).read_bytes("Files/big.bin")[1000] == 0xEE  # structure is intact
+
+
+@pytest.mark.parametrize("digest_of", [sha512_24, sha256_24], ids=["sha512/24", "sha256/24 (earlier writer)"])
+def test_object_ids_of_either_known_digest_verify_clean(image, digest_of):
+    rewrite_object_ids(image, digest_of)
+    assert verify(image) == []
+
+
+@pytest.mark.parametrize("digest_of", [sha512_24, sha256_24], ids=["sha512/24", "sha256/24 (earlier writer)"])
+def test_flipped_data_is_an_error_whichever_digest_the_set_uses(image, digest_of):
+    rewrite_object_ids(image, digest_of)
+    img, rec = locate(image, "Files/big.bin")
+    where, at = object_location(img, rec.stream_offset)
+    patch(where, at + 1000, b"\xEE")
+    assert_finding(image, "error", "no longer match their digest")
+
+
+def test_a_small_object_must_be_its_own_id_in_a_sha512_set(image):
+    rewrite_object_ids(image, lambda obj: hashlib.sha512(obj).digest()[:24])  # no inline rule
+    found = messages(image, "error")
+    assert found and all("no longer match their digest" in f for f in found), found
+
+
+def test_digests_of_an_unknown_scheme_are_one_warning(image):
+    rewrite_object_ids(image, lambda obj: hashlib.blake2b(obj, digest_size=24).digest())
+    assert [f.severity for f in verify(image)] == ["warning"]
+    assert_finding(image, "warning", "no object-ID digest matches a known writer's")
 
 
 def test_missing_object_id_file_is_a_warning(image):
@@ -162,7 +226,40 @@ def test_undefined_flags_and_reserved_fields(image):
 
 def test_parent_file_id_not_a_containing_directory(image):
     _patch_record(image, "Files/big.bin", 0x58, struct.pack("<I", 1))
-    assert_finding(image, "warning", "ParentFileId 1 is not a directory that names it")
+    assert_finding(image, "warning", "ParentFileId 1 is not a directory that names it (a convention of"
+                                     " cimfs_cffi's writer, not a format rule)")
+
+
+def test_the_root_may_have_no_security_descriptor(image):
+    _patch_record(image, "", 0x38, struct.pack("<Q", 0))  # as Microsoft's writer leaves it
+    rewrite_object_ids(image, sha512_24)  # the file table changed
+    assert verify(image) == []
+
+
+def test_another_file_without_security_descriptor_is_a_convention_warning(image):
+    _patch_record(image, "Files/hello.txt", 0x38, struct.pack("<Q", 0))
+    rewrite_object_ids(image, sha512_24)
+    assert messages(image, "error") == []
+    assert_finding(image, "warning", "no security descriptor (a convention of")
+
+
+def test_an_image_whose_root_was_never_created_verifies_clean(tmp_path):
+    with Image.create(str(tmp_path), "implicit.cim") as im:
+        im.add_file("a/b.txt", b"no root created")
+        im.commit()
+    assert verify(str(tmp_path / "implicit.cim")) == []
+
+
+def test_a_version_1_image_has_no_parent_ids_and_no_sparse_flag(tmp_path):
+    path = build_wide_image(str(tmp_path), 3)
+    as_version_1(path)
+    rewrite_object_ids(path, sha512_24)
+    assert verify(path) == []  # ParentFileId reads as 0 and is not checked
+    _patch_record(path, "d/f000001", 0x28 + 15, b"\x01")  # the 2.0 sparse bit: undefined in 1.0
+    _patch_record(path, "d/f000002", 0, struct.pack("<H", 0x10))  # FileFlagSparse: undefined in 1.0
+    found = messages(path, "error")
+    assert any("f000001" in f and "undefined flag bits" in f for f in found), found
+    assert any("f000002" in f and "undefined flag bits" in f for f in found), found
 
 
 def test_stream_table_entry_of_wrong_type(image):
