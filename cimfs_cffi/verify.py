@@ -45,7 +45,7 @@ ZERO_RESERVED = ((0x0E, 2), (0x44, 2))
 
 
 def sha512_24(obj: bytes) -> bytes:
-    """Microsoft's object ID (section 18), also our writer's: an object of up to 24 bytes is
+    """Microsoft's object ID (format spec section 18), also our writer's: an object of up to 24 bytes is
     its own ID, zero-padded; a longer one has the first 24 bytes of its SHA-512."""
     if len(obj) <= DIGEST_SIZE:
         return obj.ljust(DIGEST_SIZE, b"\0")
@@ -85,8 +85,8 @@ class Finding:
 
 
 def digest_scheme(entries: List[ObjectIdEntry]) -> Optional[Tuple[str, Callable[[bytes], bytes]]]:
-    """The first scheme of :data:`DIGEST_SCHEMES` that reproduces some entry's digest (entries
-    come sorted by length, so the small ones decide), or None."""
+    """The first scheme of :data:`DIGEST_SCHEMES` that reproduces some entry's digest, or None.
+    Each file's entries come sorted by length, so small objects usually decide cheaply."""
     for e in entries:
         obj = e.object()
         for scheme in DIGEST_SCHEMES:
@@ -124,7 +124,7 @@ class _Checker:
         if img.file_type != FT_IMAGE:
             self.add(ERROR, img.path, "common header type %d (0 for an image file)" % img.file_type)
         if img.header_length != IMAGE_HEADER_SIZE:
-            self.add(WARNING, img.path, "HeaderLength %d (writers use 72)" % img.header_length)
+            self.add(WARNING, img.path, "HeaderLength %d (readers ignore it; %s: 72)" % (img.header_length, KNOWN_CONVENTION))
         if img.minor != 0:
             self.add(WARNING, img.path, "minor version %d (0 expected)" % img.minor)
         self.image_reserved_fields()

@@ -21,7 +21,7 @@
 #include "cim_upcase.h"
 
 /* Default SD when none is given: SDDL D:NO_ACCESS_CONTROL (docs/format.md §12). */
-static const uint8_t g_null_dacl_sd[20] = {0x01, 0x00, 0x04, 0x80};
+const uint8_t cim_null_dacl_sd[CIM_NULL_DACL_SD_SIZE] = {0x01, 0x00, 0x04, 0x80};
 
 HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, uint64_t alignment,
                        uint64_t *out)
@@ -44,7 +44,7 @@ HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, u
     return hr;
 }
 
-static HRESULT put_blob(cim_image *img, cim_blob *b, uint64_t *out)
+HRESULT cim_put_blob(cim_image *img, cim_blob *b, uint64_t *out)
 {
     cim_region *meta = &img->regions[CIM_RT_METADATA];
     HRESULT hr;
@@ -277,9 +277,9 @@ static HRESULT write_record(cim_image *img, cim_node *node, cim_blob *default_sd
         if (has_sparse_stream(node)) return CIMFS_HR_NOT_SUPPORTED;
         flags &= (uint16_t)~CIM_FF_SPARSE;
     }
-    hr = put_blob(img, own_sd, &sd);
-    if (hr >= 0) hr = put_blob(img, node->ea, &ea);
-    if (hr >= 0) hr = put_blob(img, node->reparse, &reparse);
+    hr = cim_put_blob(img, own_sd, &sd);
+    if (hr >= 0) hr = cim_put_blob(img, node->ea, &ea);
+    if (hr >= 0) hr = cim_put_blob(img, node->reparse, &reparse);
     if (hr >= 0) hr = write_stream_table(img, node, &streams);
     if (hr < 0) return hr;
     memset(rec, 0, cim_file_record_size(img->format_major));
@@ -307,7 +307,7 @@ static HRESULT write_file_tables(cim_image *img, cim_node **by_id, uint32_t coun
     uint8_t *ftd = (uint8_t *)calloc(ntables, CIM_FTDE_SIZE);
     cim_blob *default_sd = NULL;
     HRESULT hr = (table && ftd) ? CIMFS_S_OK : CIMFS_E_OUTOFMEMORY;
-    if (hr >= 0) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, g_null_dacl_sd, sizeof g_null_dacl_sd, &default_sd);
+    if (hr >= 0) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, cim_null_dacl_sd, sizeof cim_null_dacl_sd, &default_sd);
     for (t = 0; hr >= 0 && t < ntables; t++) {
         uint32_t first = t * CIM_FILES_PER_TABLE + 1, n = count - first + 1, i;
         uint64_t off;

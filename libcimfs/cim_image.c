@@ -450,6 +450,25 @@ static HRESULT validate_metadata(cim_image *img, const CIMFS_FILE_METADATA *md, 
     return hr;
 }
 
+/*
+ * Writes a new file's SD and EA buffer (and reparse buffer) to the metadata
+ * region now, so that region 0 holds them in the order files were added, as
+ * in Microsoft's images (docs/format.md §17); commit then finds them written.
+ * A file without an SD gets the NULL-DACL SD (api spec 7.18); so does the
+ * root when the caller creates it (left alone, it has none, as Microsoft's).
+ */
+static HRESULT store_metadata_objects(cim_image *img, validated_md *v)
+{
+    uint64_t ignored;
+    HRESULT hr = CIMFS_S_OK;
+    if (!v->sd) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, cim_null_dacl_sd, CIM_NULL_DACL_SD_SIZE, &v->sd);
+    if (hr >= 0) hr = cim_put_blob(img, v->sd, &ignored);
+    if (hr >= 0) hr = cim_put_blob(img, v->ea, &ignored);
+    if (hr >= 0) hr = cim_put_blob(img, v->reparse, &ignored);
+    if (hr < 0 && hr != CIMFS_E_OUTOFMEMORY && img->io_error >= 0) img->io_error = hr; /* fails the commit */
+    return hr;
+}
+
 static void apply_metadata(cim_node *n, const CIMFS_FILE_METADATA *md, const validated_md *v)
 {
     n->times[0] = md->CreationTime.QuadPart;
@@ -510,6 +529,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
     if (hr >= 0) hr = cim_path_parse(path, CIM_PATH_ALLOW_ROOT, &p);
     if (hr >= 0) hr = validate_metadata(img, md, &v);
     if (hr >= 0) hr = cim_ns_resolve(&img->ns, &p, &parent, &entry, &name, &name_len);
+    if (hr >= 0) hr = store_metadata_objects(img, &v);
     if (hr < 0) goto done;
 
     if (!parent) { /* the root: only new directory metadata */

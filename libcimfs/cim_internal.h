@@ -264,6 +264,11 @@ HRESULT cim_commit(cim_image *img);
 HRESULT cim_put_object(cim_image *img, cim_region *r, const void *p, size_t n, uint64_t alignment,
                        uint64_t *out);
 
+/* Writes an interned SD, EA or reparse buffer (once; deduplicated) and returns its RegionOffset (0 for NULL). */
+HRESULT cim_put_blob(cim_image *img, cim_blob *b, uint64_t *out);
+#define CIM_NULL_DACL_SD_SIZE 20
+extern const uint8_t cim_null_dacl_sd[CIM_NULL_DACL_SD_SIZE];
+
 /* cim_load.c: fills img->ns, parent sets and dedup from the committed image `name`. */
 HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path);
 

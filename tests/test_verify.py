@@ -245,7 +245,8 @@ def test_another_file_without_security_descriptor_is_a_convention_warning(image)
 
 def test_an_image_whose_root_was_never_created_verifies_clean(tmp_path):
     with Image.create(str(tmp_path), "implicit.cim") as im:
-        im.add_file("a/b.txt", b"no root created")
+        im.add_directory("a")
+        im.add_file("a/b.txt", b"the root was never created")
         im.commit()
     assert verify(str(tmp_path / "implicit.cim")) == []
 
