@@ -20,6 +20,7 @@ missing tool (Debian packages squashfs-tools, erofs-utils) is reported and
 skipped.
 
     python benchmarks/bench_build.py [--files N] [--dirs N] [--links N] [--max-size BYTES] [--rounds N]
+                                     [--baseline-python OTHER_VENV/bin/python]
 """
 import argparse
 import os
@@ -61,9 +62,11 @@ def warm(root: str) -> None:
                     pass
 
 
-def tools(tree: str, out: str):
+def tools(tree: str, out: str, baseline_python=None):
     cimfs = [sys.executable, "-m", "cimfs_cffi", "build", "-q", tree, os.path.join(out, "cim", "out.cim")]
     yield "cimfs build", cimfs, os.path.join(out, "cim")
+    if baseline_python:  # another installed version of the package, e.g. before a change
+        yield "cimfs build (baseline)", [baseline_python] + cimfs[1:], os.path.join(out, "cim")
     yield "mksquashfs", ["mksquashfs", tree, os.path.join(out, "out.sqfs"), "-noI", "-noD", "-noF", "-noX",
                          "-noappend", "-quiet", "-no-progress"], None
     yield "mkfs.erofs", ["mkfs.erofs", "--quiet", os.path.join(out, "out.erofs"), tree], None
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--max-size", type=int, default=16384)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None, help="where to put the tree and outputs (default: a temp dir)")
+    ap.add_argument("--baseline-python", default=None, metavar="PYTHON",
+                    help="also time `cimfs build` run by this interpreter (a venv holding an earlier version)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-build-", dir=args.workdir)
     try:
@@ -89,7 +94,7 @@ def main() -> None:
               % (args.files, total / 1e6, args.dirs, args.links, time.perf_counter() - t))
         warm(tree)
         runnable, missing = [], []
-        for name, cmd, mkdir in tools(tree, out):
+        for name, cmd, mkdir in tools(tree, out, args.baseline_python):
             (runnable if shutil.which(cmd[0]) else missing).append((name, cmd, mkdir))
         for name, cmd, _ in missing:
             print("%s: not installed (%s); skipped" % (name, cmd[0]))

@@ -2,7 +2,6 @@
 import hashlib
 import os
 import struct
-import subprocess
 import sys
 
 import pytest
