@@ -598,7 +598,7 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
 
 
 def _layer_hives(b: _Builder) -> None:
-    """What hcsshim adds when it imports a Windows layer (cimfs-api.md section 8.3)."""
+    """What hcsshim adds when it imports a Windows layer (docs/api.md §8.3)."""
     config = "Files\\Windows\\System32\\config\\"
     if b.parent is None:
         present = [h for h in HIVES if b.exists(config + h)]

@@ -1,7 +1,7 @@
 """The Windows container layer tar vocabulary, shared by ``cimfs export`` and ``cimfs build``.
 
 Windows layers (as written by go-winio's ``backuptar`` and read by hcsshim,
-``shared/spec/cimfs-api.md`` section 8) keep what POSIX tar cannot hold in
+``docs/api.md`` §8) keep what POSIX tar cannot hold in
 PAX records:
 
 * ``MSWINDOWS.fileattr``: decimal FILE_ATTRIBUTE_* bits;

@@ -44,7 +44,7 @@ def _upcase_map() -> dict:
 
 
 def upcase(name: str) -> str:
-    """``name`` as the image compares it (format spec 11.3): every BMP character through the
+    """``name`` as the image compares it (docs/format.md §11.3): every BMP character through the
     upcase table the writer puts in the image, others unchanged.  Two names are one name in
     an image exactly when their upcase() are equal.  Unlike str.upper(): no expansions
     (ß stays ß), nothing Windows does not fold (ı, ς, µ, ǅ, Georgian Mtavruli, ...), no

@@ -54,7 +54,7 @@ ATTR_SPARSE, ATTR_REPARSE_POINT = 0x200, 0x400
 IO_REPARSE_TAG_SYMLINK = 0xA000000C
 IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
 UNIX_EPOCH_FILETIME = 116444736000000000
-NULL_DACL_SD = bytes([1, 0, 4, 0x80]) + bytes(16)  # the writers' default descriptor (spec section 12)
+NULL_DACL_SD = bytes([1, 0, 4, 0x80]) + bytes(16)  # the writers' default descriptor (docs/format.md §12)
 
 _FLAG_TO_ATTR = ((FLAG_READONLY, ATTR_READONLY), (FLAG_HIDDEN, ATTR_HIDDEN), (FLAG_SYSTEM, ATTR_SYSTEM),
                  (FLAG_ARCHIVE, ATTR_ARCHIVE), (FLAG_SPARSE, ATTR_SPARSE))
@@ -65,7 +65,7 @@ _SUMMARY_FIELDS = struct.Struct("<40xQQ24xQ")  # DefaultStream offset, LengthAnd
 
 
 class RecordLayout(NamedTuple):
-    """What a File record holds in one format version (format spec sections 9 and 10)."""
+    """What a File record holds in one format version (docs/format.md §9, §10)."""
 
     size: int          # bytes of a record; shorter table entries are zero-extended, longer ones cut
     flags: int         # the FileFlags bits the version defines
@@ -129,7 +129,7 @@ def _find_file(directory: str, name: str, listing: Dict[str, str]) -> str:
 
 
 class Stream(NamedTuple):
-    """A Stream (format spec section 10), decoded: where its bytes are, how many, how stored."""
+    """A Stream (docs/format.md §10), decoded: where its bytes are, how many, how stored."""
 
     offset: int     # RegionOffset of the data, link table or PeImage object
     length: int
@@ -143,7 +143,7 @@ class Stream(NamedTuple):
 
 
 class Record:
-    """A parsed File record (format spec section 9); ``raw`` is zero-extended to 96 bytes, so
+    """A parsed File record (docs/format.md §9); ``raw`` is zero-extended to 96 bytes, so
     the fields a version lacks read as 0."""
 
     __slots__ = ("id", "flags", "ea_length", "reparse_tag", "times", "stream_offset", "stream_length",
@@ -184,7 +184,7 @@ class Record:
 
 
 class LinkTable:
-    """A validated directory or stream table (format spec section 11), read in place.
+    """A validated directory or stream table (docs/format.md §11), read in place.
 
     ``value_size`` is 4 (FileID) for directories and 16 (Stream) for
     alternate-stream tables.  The header is checked on construction; each
@@ -463,7 +463,7 @@ class CimImage:
 
     # ---- names -----------------------------------------------------------------------------------
     def key(self, name: str) -> Tuple[int, ...]:
-        """Comparison key of format spec 11.3: BMP units through the upcase table, other code
+        """Comparison key of docs/format.md §11.3: BMP units through the upcase table, other code
         points as they are; unpaired surrogates sort after everything."""
         up = self.upcase
         return tuple(up[c] if c < 0xD800 or 0xDFFF < c < 0x10000 else (c if c > 0xFFFF else 0x110000 + c)
@@ -575,7 +575,7 @@ class CimImage:
         return StreamReader(name, stream.length, self.stream_runs(stream.offset, stream.length, stream.type, name))
 
     def stream_runs(self, offset: int, length: int, stype: int, what: str) -> List[Tuple[int, int, object, int]]:
-        """The validated runs of a non-empty, non-sparse stream (format spec section 10)."""
+        """The validated runs of a non-empty, non-sparse stream (docs/format.md §10)."""
         if stype == STREAM_DATA:
             data, at = self.span(offset, length, what)
             return [(0, length, data, at)]

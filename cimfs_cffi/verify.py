@@ -1,4 +1,4 @@
-"""Check a CIM image against the format spec's verifier checklist (docs/format.md section 15).
+"""Check a CIM image against the verifier checklist of docs/format.md §15.
 
 :func:`verify` returns findings instead of stopping at the first problem:
 each names a severity (``error``: the image breaks a rule every reader relies
@@ -36,8 +36,8 @@ DIGEST_SIZE = 24
 OUR_CONVENTION = "a convention of cimfs_cffi's writer, not a format rule"
 KNOWN_CONVENTION = "a convention of Microsoft's and cimfs_cffi's writers, not a format rule"
 
-# .cim CommonHeader/FilesystemHeader fields named Reserved that Microsoft's writer fills (format
-# spec section 18; meaning unknown): (offset, size, values known writers put there).  0 is what
+# .cim CommonHeader/FilesystemHeader fields named Reserved that Microsoft's writer fills
+# (docs/format.md §17; meaning unknown): (offset, size, values known writers put there).  0 is what
 # earlier cimfs_cffi writers wrote.
 KNOWN_RESERVED_VALUES = ((0x0D, 1, (0, 1, 2)), (0x18, 8, (0, 7)), (0x40, 4, (0, 7)))
 # The .cim's other reserved bytes, zero in every known image: (offset, size).
@@ -45,7 +45,7 @@ ZERO_RESERVED = ((0x0E, 2), (0x44, 2))
 
 
 def sha512_24(obj: bytes) -> bytes:
-    """Microsoft's object ID (format spec section 18), also our writer's: an object of up to 24 bytes is
+    """Microsoft's object ID (docs/format.md §17), also our writer's: an object of up to 24 bytes is
     its own ID, zero-padded; a longer one has the first 24 bytes of its SHA-512."""
     if len(obj) <= DIGEST_SIZE:
         return obj.ljust(DIGEST_SIZE, b"\0")
@@ -301,8 +301,8 @@ class _Checker:
             unit_keys = [[up[u] for u in struct.unpack("<%dH" % (len(b) // 2), b)]
                          for b in (n.encode("utf-16-le", "surrogatepass") for n in names)]
             if any(not a < b for a, b in zip(unit_keys, unit_keys[1:])):
-                self.add(WARNING, obj, "UTF-16 code-unit order differs from code-point order here (format spec"
-                                       " unknown #3: a driver comparing code units would not find every name)")
+                self.add(WARNING, obj, "UTF-16 code-unit order differs from code-point order here (docs/format.md"
+                                       " §16 unknown #3: a driver comparing code units would not find every name)")
 
     # ---- every record ----------------------------------------------------------------------------
     def records(self) -> None:

@@ -3,7 +3,7 @@
  * portable writer or, on Windows, to cimfs.dll.
  *
  * cimfs.dll is loaded from System32 and every export is resolved with
- * GetProcAddress at run time (api spec 7.29), so the module imports on
+ * GetProcAddress at run time (docs/api.md §7.29), so the module imports on
  * Windows builds whose cimfs.dll lacks newer functions, or has no CimFS at
  * all; a missing export returns HR(PROC_NOT_FOUND).  Handles are routed by
  * shape: portable handles carry a tag no real pointer has (cim_image.c).

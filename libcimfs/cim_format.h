@@ -74,7 +74,7 @@
 #define CIM_FF_ARCHIVE 0x0008
 #define CIM_FF_SPARSE 0x0010
 
-/* Limits that bound valid API arguments (api spec 2.8). */
+/* Limits that bound valid API arguments (docs/api.md §2.8). */
 #define CIM_MAX_COUNTED_BLOB 0xFFFF   /* SD, reparse buffer, whole EA buffer */
 #define CIM_MAX_EA_NAME 254
 

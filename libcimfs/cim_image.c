@@ -151,7 +151,7 @@ static void release(cim_image *img, uint32_t n)
     if (dead) destroy(img);
 }
 
-/* Checks shared by every image-level operation (api spec 7.15). */
+/* Checks shared by every image-level operation (docs/api.md §7.15). */
 static HRESULT check_open(const cim_image *img)
 {
     if (img->state != CIM_STATE_OPEN) return CIMFS_E_INVALIDARG;
@@ -454,7 +454,7 @@ static HRESULT validate_metadata(cim_image *img, const CIMFS_FILE_METADATA *md, 
  * Writes a new file's SD and EA buffer (and reparse buffer) to the metadata
  * region now, so that region 0 holds them in the order files were added, as
  * in Microsoft's images (docs/format.md §17); commit then finds them written.
- * A file without an SD gets the NULL-DACL SD (api spec 7.18); so does the
+ * A file without an SD gets the NULL-DACL SD (docs/api.md §7.18); so does the
  * root when the caller creates it (left alone, it has none, as Microsoft's).
  */
 static HRESULT store_metadata_objects(cim_image *img, validated_md *v)
@@ -541,7 +541,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
         apply_metadata(node, md, &v);
         img->ns.root_created = 1;
     } else if (entry && entry->node->is_dir && v.is_dir) {
-        /* Re-creating a directory keeps its children (api spec 7.2) and takes
+        /* Re-creating a directory keeps its children (docs/api.md §7.2) and takes
          * the new metadata and spelling. */
         node = entry->node;
         apply_metadata(node, md, &v);
@@ -556,7 +556,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
         }
         apply_metadata(node, md, &v);
         node->data.offset = cim_empty_stream_offset(img);
-        /* Replacing a name affects only that name (api spec 7.3, 7.4). */
+        /* Replacing a name affects only that name (docs/api.md §7.3, §7.4). */
         if (entry) cim_ns_unlink(&img->ns, entry);
         cim_ns_insert(&img->ns, parent, e, node);
     }

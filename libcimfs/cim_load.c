@@ -120,7 +120,7 @@ static int loaded_name_ok(const uint8_t *p, uint16_t n)
 }
 
 /*
- * Validates a LinkTable<T> of `size` bytes at t (format spec 11.1) and
+ * Validates a LinkTable<T> of `size` bytes at t (docs/format.md §11.1) and
  * returns its entry count.  Names are checked for bounds and shape.
  */
 static HRESULT check_link_table(const uint8_t *t, uint64_t size, size_t value_size, uint32_t *count)

@@ -1,6 +1,6 @@
 /*
  * cim_path.h - image relative paths and names: parsing, validation and the
- * case-insensitive comparison the format uses (format spec 11.3).
+ * case-insensitive comparison the format uses (docs/format.md §11.3).
  */
 #ifndef CIM_PATH_H
 #define CIM_PATH_H
@@ -36,7 +36,7 @@ int cim_name_valid(const WCHAR *name, size_t len);
 /* Case-insensitive hash, equality and order under upcase table `up`. */
 uint32_t cim_name_hash(const uint16_t *up, const WCHAR *name, size_t len);
 int cim_name_equal(const uint16_t *up, const WCHAR *a, size_t alen, const WCHAR *b, size_t blen);
-/* Format spec 11.3: upcased BMP units and whole supplementary code points, in order. */
+/* docs/format.md §11.3: upcased BMP units and whole supplementary code points, in order. */
 int cim_name_compare(const uint16_t *up, const WCHAR *a, size_t alen, const WCHAR *b, size_t blen);
 
 #endif

@@ -14,8 +14,8 @@
 
 uint64_t cim_empty_stream_offset(const cim_image *img)
 {
-    /* Zero-length and sparse streams still need a non-null offset (format
-     * spec 16 #12): the end of the small-data region's header. */
+    /* Zero-length and sparse streams still need a non-null offset (docs/format.md
+     * §16 #12): the end of the small-data region's header. */
     const cim_region *small = &img->regions[CIM_RT_SMALL_DATA];
     return CIM_OFFSET(small->global_index, CIM_REGION_HEADER_SIZE);
 }
@@ -93,7 +93,7 @@ HRESULT cim_stream_finish(cim_image *img)
         store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
         return CIMFS_S_OK;
     }
-    /* Short write: the unwritten tail reads back as zeros (api spec 7.13). */
+    /* Short write: the unwritten tail reads back as zeros (docs/api.md §7.13). */
     for (tail = s->capacity - s->written; tail > 0;) {
         size_t k = tail > sizeof zeros ? sizeof zeros : (size_t)tail;
         hr = cim_region_write(s->region, zeros, k);

@@ -2,7 +2,7 @@
  * cimfs.h - the CimFS writer API, portable edition.
  *
  * Same function names, signatures, types and HRESULTs as the Windows SDK's
- * cimfs.h (see shared/spec/cimfs-api.md), usable on any C99 compiler.  This
+ * cimfs.h (see docs/api.md), usable on any C99 compiler.  This
  * header is the single source of truth for the API that cimfs_cffi exposes:
  * every function documents its inputs, its return values and its errors.
  *
@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-/* ---- basic Windows types (cimfs-api.md section 2.1) -------------------- */
+/* ---- basic Windows types (docs/api.md §2.1) -------------------- */
 
 #ifdef _WIN32
 /* Windows: the SDK's own definitions, exactly as the real cimfs.h uses them. */
@@ -89,7 +89,7 @@ typedef struct CIMFS_STREAM_HANDLE__ *CIMFS_STREAM_HANDLE;
 #define CIMFS_HR_FILENAME_EXCED_RANGE ((HRESULT)0x800700CEu)
 #define CIMFS_HR_FILE_CORRUPT       ((HRESULT)0x80070570u) /* ERROR_FILE_CORRUPT: unreadable existing image */
 
-/* ---- attributes the format can hold (section 2.2, format spec 9) ------- */
+/* ---- attributes the format can hold (docs/api.md §2.2, docs/format.md §9) ------- */
 
 #define CIMFS_FILE_ATTRIBUTE_READONLY      0x00000001u
 #define CIMFS_FILE_ATTRIBUTE_HIDDEN        0x00000002u

@@ -1,4 +1,4 @@
-"""CimCreateFile: paths, overwrite rules and metadata (api spec 4.1 and 7)."""
+"""CimCreateFile: paths, overwrite rules and metadata (docs/api.md §4.1 and §7)."""
 import struct
 
 import pytest
@@ -27,7 +27,7 @@ def ea_chain(pairs):
     return out
 
 
-def test_parents_must_exist(writer):  # api spec 7.1
+def test_parents_must_exist(writer):  # docs/api.md §7.1
     assert writer.create("a\\b") == HR_PATH_NOT_FOUND
     writer.add("file", b"x")
     assert writer.create("file\\b") == HR_PATH_NOT_FOUND  # a file is not a parent
@@ -35,7 +35,7 @@ def test_parents_must_exist(writer):  # api spec 7.1
     assert writer.create("a\\b") == S_OK
 
 
-def test_recreating_an_existing_directory_keeps_its_children(writer):  # api spec 7.2
+def test_recreating_an_existing_directory_keeps_its_children(writer):  # docs/api.md §7.2
     writer.mkdir("d", times=(1, 1, 1, 1))
     writer.add("d\\child", b"data")
     writer.mkdir("D", times=(5, 6, 7, 8), attributes=0x2)
@@ -47,7 +47,7 @@ def test_recreating_an_existing_directory_keeps_its_children(writer):  # api spe
     assert [n for n, _ in img.listdir(img.root_id)] == ["D"]  # the new spelling
 
 
-def test_overwriting_with_a_different_type_replaces_the_entry(writer):  # api spec 7.3
+def test_overwriting_with_a_different_type_replaces_the_entry(writer):  # docs/api.md §7.3
     writer.mkdir("d")
     writer.mkdir("d\\sub")
     writer.add("d\\sub\\f", b"x")
@@ -60,7 +60,7 @@ def test_overwriting_with_a_different_type_replaces_the_entry(writer):  # api sp
     assert set(img.walk()) == {"", "d", "f"}
 
 
-def test_overwriting_one_name_of_a_linked_file_only_affects_that_name(writer):  # api spec 7.4
+def test_overwriting_one_name_of_a_linked_file_only_affects_that_name(writer):  # docs/api.md §7.4
     writer.add("a", b"old")
     assert writer.link("b", "a") == S_OK
     writer.add("b", b"new content")
@@ -70,13 +70,13 @@ def test_overwriting_one_name_of_a_linked_file_only_affects_that_name(writer):  
     assert img.lookup("a") != img.lookup("b")
 
 
-def test_trailing_backslash_is_invalidarg(writer):  # api spec 7.8
+def test_trailing_backslash_is_invalidarg(writer):  # docs/api.md §7.8
     writer.mkdir("d")
     assert writer.create("d\\", DIR) == E_INVALIDARG
     assert writer.create("d\\f\\") == E_INVALIDARG
 
 
-def test_leading_backslash_is_accepted(writer):  # api spec 7.9
+def test_leading_backslash_is_accepted(writer):  # docs/api.md §7.9
     assert writer.create("\\top") == S_OK
     writer.close_stream()
     assert writer.create("\\\\top2") == E_INVALIDARG  # exactly one is stripped
@@ -85,13 +85,13 @@ def test_leading_backslash_is_accepted(writer):  # api spec 7.9
 
 
 @pytest.mark.parametrize("path", ["a\\\\b", ".", "..", "d\\.", "d\\..\\x", "a/b", "/", "\\\\", "a\\.\\b"])
-def test_empty_dot_and_slash_components_are_invalidarg(writer, path):  # api spec 7.10
+def test_empty_dot_and_slash_components_are_invalidarg(writer, path):  # docs/api.md §7.10
     writer.mkdir("d")
     writer.mkdir("a")
     assert writer.create(path) == E_INVALIDARG
 
 
-def test_root_takes_only_directory_metadata(writer):  # api spec 7.10
+def test_root_takes_only_directory_metadata(writer):  # docs/api.md §7.10
     assert writer.create("", 0) == E_INVALIDARG
     assert writer.create("\\", 0) == E_INVALIDARG
     assert writer.create("", DIR, times=(9, 9, 9, 9)) == S_OK
@@ -100,7 +100,7 @@ def test_root_takes_only_directory_metadata(writer):  # api spec 7.10
     assert img.record(img.root_id).times == (9, 9, 9, 9)
 
 
-def test_names_compare_case_insensitively(writer):  # api spec 7.11
+def test_names_compare_case_insensitively(writer):  # docs/api.md §7.11
     writer.add("Readme.TXT", b"1")
     writer.add("README.txt", b"2")  # the same name: replaced, new spelling kept
     writer.mkdir("\u00e9t\u00e9")
@@ -113,7 +113,7 @@ def test_names_compare_case_insensitively(writer):  # api spec 7.11
     assert img.read(img.lookup("\u00e9t\u00e9\\X")) == b"3"
 
 
-def test_directory_stream_handles_reject_writes_and_must_be_closed(writer):  # api spec 7.12
+def test_directory_stream_handles_reject_writes_and_must_be_closed(writer):  # docs/api.md §7.12
     assert writer.create("d", DIR) == S_OK
     assert writer.write(b"x") == E_INVALIDARG
     assert writer.create("other") == HR_SHARING_VIOLATION
@@ -167,7 +167,7 @@ def test_directory_file_size_is_ignored(writer):
     assert img.record(img.lookup("d")).is_dir
 
 
-def test_attributes_round_trip(writer):  # api spec 7.20
+def test_attributes_round_trip(writer):  # docs/api.md §7.20
     writer.add("all", b"x", attributes=0x1 | 0x2 | 0x4 | 0x20 | 0x80 | 0x2000)
     writer.mkdir("d", attributes=0x2)
     img = writer.finish()
@@ -181,7 +181,7 @@ def test_times_round_trip(writer):
     assert img.record(img.lookup("f")).times == (132000000000000000, 132000000000000001, 132000000000000002, 2**62)
 
 
-def test_empty_security_descriptor_gets_the_null_dacl(writer):  # api spec 7.18
+def test_empty_security_descriptor_gets_the_null_dacl(writer):  # docs/api.md §7.18
     writer.add("f", b"x")
     writer.mkdir("d")
     img = writer.finish()
@@ -214,7 +214,7 @@ def test_security_descriptors_are_stored_once(writer):
     assert img.node(img.lookup("f3")).sd == sd
 
 
-def test_reparse_data_and_attribute_round_trip(writer):  # api spec 7.19
+def test_reparse_data_and_attribute_round_trip(writer):  # docs/api.md §7.19
     rp = symlink_reparse("target.txt")
     writer.add("link", b"", attributes=REPARSE, reparse=rp)
     writer.mkdir("junction", attributes=REPARSE, reparse=symlink_reparse("C:\\x", relative=False))
@@ -226,7 +226,7 @@ def test_reparse_data_and_attribute_round_trip(writer):  # api spec 7.19
     assert img.node(img.lookup("junction")).attributes == DIR | REPARSE
 
 
-def test_ea_buffer_size_is_bytes_and_stored_as_given(writer):  # api spec 7.17
+def test_ea_buffer_size_is_bytes_and_stored_as_given(writer):  # docs/api.md §7.17
     ea = ea_chain([(b"user.one", b"1"), (b"SECOND", b"value-two")])
     writer.add("f", b"x", ea=ea)
     img = writer.finish()

@@ -1,4 +1,4 @@
-"""CimCreateImage / CimCreateImage2 / CimCommitImage / CimCloseImage (api spec 3)."""
+"""CimCreateImage / CimCreateImage2 / CimCommitImage / CimCloseImage (docs/api.md §3)."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""CimDeletePath and CimCreateAlternateStream (api spec 4.4, 4.6, 7.21)."""
+"""CimDeletePath and CimCreateAlternateStream (docs/api.md §4.4, §4.6, 7.21)."""
 import pytest
 
 from conftest import DIR, E_INVALIDARG, HR_PATH_NOT_FOUND, S_OK, ffi, lib, u
@@ -35,7 +35,7 @@ def test_delete_null_path_and_bad_handle_are_invalidarg(writer):
 
 
 @pytest.mark.parametrize("suffix", [":zone", ":zone:$DATA", ":zone:$data"])
-def test_alternate_stream_syntax(writer, suffix):  # api spec 7.21
+def test_alternate_stream_syntax(writer, suffix):  # docs/api.md §7.21
     writer.add("f", b"main")
     assert writer.ads("f" + suffix, b"zone data") == S_OK
     img = writer.finish()

@@ -1,5 +1,5 @@
 """HRESULT -> exception mapping, each provoked through the real writer where
-the portable writer can produce it (api spec 2.7)."""
+the portable writer can produce it (docs/api.md §2.7)."""
 import pickle
 
 import pytest

@@ -1,4 +1,4 @@
-"""Forking and extending existing images (format spec 7, api spec 3.1, 8.5)."""
+"""Forking and extending existing images (docs/format.md §7, docs/api.md §3.1, §8.5)."""
 import hashlib
 import os
 import struct
@@ -63,7 +63,7 @@ def test_child_references_parent_regions_instead_of_copying(workdir):
     assert len(own_data_region.data) == 4096  # no new file data was written
 
 
-def test_recreating_an_inherited_directory_keeps_its_children(workdir):  # api spec 7.2 in a fork
+def test_recreating_an_inherited_directory_keeps_its_children(workdir):  # docs/api.md §7.2 in a fork
     base_image(workdir)
     w = Writer(workdir, "child.cim", existing="base.cim")
     w.mkdir("Files", times=(7, 7, 7, 7))
@@ -73,7 +73,7 @@ def test_recreating_an_inherited_directory_keeps_its_children(workdir):  # api s
     assert "Files\\Windows\\kernel" in child.walk()
 
 
-def test_overwriting_an_inherited_hard_link_name(workdir):  # api spec 7.4, hcsshim Hives\*_BASE
+def test_overwriting_an_inherited_hard_link_name(workdir):  # docs/api.md §7.4, hcsshim Hives\*_BASE
     base_image(workdir)
     w = Writer(workdir, "child.cim", existing="base.cim")
     w.add("Files\\hive_link", b"merged hive")

@@ -1,4 +1,4 @@
-"""The bytes on disk, read back with the independent reader (format spec 3-14)."""
+"""The bytes on disk, read back with the independent reader (docs/format.md §3-§14)."""
 import hashlib
 import os
 import struct
@@ -148,7 +148,7 @@ def test_directory_entries_sorted_by_the_images_upcase_table(writer):
     listed = [n for n, _ in img.listdir(img.root_id)]
     assert sorted(listed, key=img.key) == listed
     assert set(listed) == set(names)
-    # Supplementary characters sort by code point, after every BMP character (format spec 11.3).
+    # Supplementary characters sort by code point, after every BMP character (docs/format.md §11.3).
     assert listed[-1] == "\U0001F600"
 
 

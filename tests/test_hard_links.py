@@ -1,4 +1,4 @@
-"""CimCreateHardLink (api spec 4.5, 7.5-7.7)."""
+"""CimCreateHardLink (docs/api.md §4.5, §7.5-7.7)."""
 import pytest
 
 from conftest import (DIR, E_ACCESSDENIED, E_INVALIDARG, HR_PATH_NOT_FOUND, HR_SHARING_VIOLATION, S_OK, Writer, ffi,
@@ -81,7 +81,7 @@ def test_open_stream_is_sharing_violation_and_nothing_changes(writer):
     assert "new" not in img.walk()
 
 
-def test_deleting_one_name_leaves_the_others(writer):  # api spec 7.5
+def test_deleting_one_name_leaves_the_others(writer):  # docs/api.md §7.5
     writer.add("a", b"shared")
     assert writer.link("b", "a") == S_OK
     assert writer.link("c", "b") == S_OK
@@ -102,7 +102,7 @@ def test_deleting_a_directory_keeps_links_outside_it(writer):
     assert set(img.walk()) == {"", "outside"}
 
 
-def test_links_to_links_resolve_to_the_file(writer):  # api spec 7.7
+def test_links_to_links_resolve_to_the_file(writer):  # docs/api.md §7.7
     writer.add("f", b"data")
     assert writer.link("l1", "f") == S_OK
     assert writer.link("l2", "l1") == S_OK
@@ -111,7 +111,7 @@ def test_links_to_links_resolve_to_the_file(writer):  # api spec 7.7
     assert len({img.lookup(n) for n in ("f", "l1", "l2", "l3")}) == 1
 
 
-def test_link_to_a_file_added_later_is_path_not_found(writer):  # api spec 7.6
+def test_link_to_a_file_added_later_is_path_not_found(writer):  # docs/api.md §7.6
     assert writer.link("early", "later") == HR_PATH_NOT_FOUND
     writer.add("later", b"x")
     assert writer.link("early", "later") == S_OK
@@ -125,7 +125,7 @@ def test_relinking_the_same_file_keeps_one_name_with_the_new_spelling(writer):
     assert sorted(n for n, _ in img.listdir(img.root_id)) == ["NAME", "f"]
 
 
-def test_link_to_a_parent_image_file(workdir):  # api spec 7.7
+def test_link_to_a_parent_image_file(workdir):  # docs/api.md §7.7
     base = Writer(workdir, "base.cim")
     base.mkdir("Files")
     base.add("Files\\hive", b"registry")

@@ -187,7 +187,7 @@ def _append(path, data, align=8):
 
 
 def test_pe_image_streams_are_remapped_like_microsofts_reader(tmp_path):
-    """A PE-image stream (format spec section 10): logical bytes [0,0x400) at +0,
+    """A PE-image stream (docs/format.md §10): logical bytes [0,0x400) at +0,
     [0x400,0x1000) stored 0xC00 further on; the reader must undo the mapping."""
     path = build_rich_image(str(tmp_path))
     logical = bytes((i * 7) % 251 for i in range(0x1000))

@@ -1,4 +1,4 @@
-"""CimWriteStream / CimCloseStream, data placement and deduplication (api spec 4.2, 4.3, 7.13-7.15)."""
+"""CimWriteStream / CimCloseStream, data placement and deduplication (docs/api.md §4.2, §4.3, 7.13-7.15)."""
 import os
 import subprocess
 import sys
@@ -15,7 +15,7 @@ def test_many_small_writes_read_back(writer):
     assert img.read(img.lookup("f")) == data
 
 
-def test_short_writes_read_back_as_zeros(writer):  # api spec 7.13
+def test_short_writes_read_back_as_zeros(writer):  # docs/api.md §7.13
     assert writer.create("f", size=10_000) == S_OK
     assert writer.write(b"abc") == S_OK
     writer.close_stream()
@@ -23,7 +23,7 @@ def test_short_writes_read_back_as_zeros(writer):  # api spec 7.13
     assert img.read(img.lookup("f")) == b"abc" + bytes(9997)
 
 
-def test_writes_past_file_size_keep_what_fits(writer):  # api spec 7.14
+def test_writes_past_file_size_keep_what_fits(writer):  # docs/api.md §7.14
     assert writer.create("f", size=5) == S_OK
     assert writer.write(b"abc") == S_OK
     assert writer.write(b"defgh") == HR_HANDLE_EOF
@@ -51,7 +51,7 @@ def test_closed_stale_and_foreign_stream_handles_are_invalidarg(writer):
     assert u(lib.CimCommitImage(ffi.cast("CIMFS_IMAGE_HANDLE", stale))) == E_INVALIDARG
 
 
-def test_one_stream_per_image(workdir):  # api spec 7.15
+def test_one_stream_per_image(workdir):  # docs/api.md §7.15
     w = Writer(workdir)
     w.mkdir("d")
     w.add("target", b"t")

@@ -1,4 +1,4 @@
-"""The verifier (format spec section 15): one hand-made corruption per check, each must be
+"""The verifier (docs/format.md §15): one hand-made corruption per check, each must be
 reported as a finding naming the object; damage never escapes as another exception."""
 import hashlib
 import os

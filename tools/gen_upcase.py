@@ -148,7 +148,7 @@ def ranges(tab):
 def image_upcase_bytes(cim_path):
     """The 131072 bytes of the upcase table stored in a CIM image (any version, no parents),
     read straight from its files: the .cim's u64 at 0x38 locates the Filesystem object,
-    whose first u64 locates the table (format spec 6, 8).  A RegionOffset has the region
+    whose first u64 locates the table (docs/format.md §6, §8).  A RegionOffset has the region
     index in bits 48-63; region i is the file region_<guid>_<i> beside the .cim, <guid>
     being the .cim's region set ID (at 0x20)."""
     with open(cim_path, "rb") as f:
