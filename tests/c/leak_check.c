@@ -170,6 +170,23 @@ int main(int argc, char **argv)
     CHECK(CimCommitImage(h), CIMFS_S_OK);
     CimCloseImage(h);
 
+    /* Format versions: a 1.0 fork of a 2.0 image, a sparse file zero-filled; a bad version. */
+    CHECK(CimCreateImage(W(dir), W("child.cim"), W("v1.cim"), &h), CIMFS_S_OK);
+    CHECK(CimfsSetFormatVersion(h, 4, 0), CIMFS_E_INVALIDARG);
+    CHECK(CimfsSetFormatVersion(h, 1, 0), CIMFS_S_OK);
+    {
+        CIMFS_FILE_METADATA sparse = md(CIMFS_FILE_ATTRIBUTE_SPARSE_FILE, 5000);
+        CHECK(CimCreateFile(h, W("sparse"), &sparse, &s), CIMFS_S_OK);
+        CimCloseStream(s);
+    }
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CimCloseImage(h);
+    CHECK(CimCreateImage(W(dir), W("v1.cim"), W("v3.cim"), &h), CIMFS_S_OK);
+    CHECK(CimfsSetFormatVersion(h, 3, 0), CIMFS_S_OK);
+    add(h, "three", "3");
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CimCloseImage(h);
+
     /* Close without commit, and with a stream still open. */
     CHECK(CimCreateImage(W(dir), W("child.cim"), W("discard.cim"), &h), CIMFS_S_OK);
     add(h, "tmp", "tmp");
