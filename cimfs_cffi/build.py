@@ -654,7 +654,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     layer (hive links and ``layout`` for a base layer).  An existing ``image``
     is replaced only once the new one is complete; its region files are
     removed if no other image in the directory uses them.  ``format_version``
-    is "1.0", "2.0" (the default) or "3.0" (docs/format.md §18).
+    is "1.0", "2.0" or "3.0" (docs/format.md §18; default 2.0, or the parent's).
     """
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
@@ -726,7 +726,7 @@ def add_build_command(command) -> None:
     c.add_argument("--ignore-missing-links", action="store_true",
                    help="warn about, instead of failing on, hard links whose target is missing")
     c.add_argument("--format-version", choices=sorted(FORMAT_VERSIONS), default=None,
-                   help="on-disk format version (default 2.0; 1.0 for Windows 10 20H2-era hosts, "
+                   help="on-disk format version (default 2.0, or the parent's; 1.0 for Windows 10 20H2-era hosts, "
                         "3.0 for the newest; see docs/format.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
 

@@ -130,9 +130,9 @@ class Image:
         new image shares its regions); if it equals ``name``, that image is
         extended in place when committed.  ``backend`` is "auto" (cimfs.dll
         where Windows has it, else the portable writer), "portable" or "system".
-        ``format_version`` is "1.0", "2.0" (the default) or "3.0" (see
-        docs/format.md §18); cimfs.dll chooses its own, so asking it for one
-        raises NotSupported.
+        ``format_version`` is "1.0", "2.0" or "3.0" (see docs/format.md §18;
+        default: 2.0, or the parent's version for a fork); cimfs.dll chooses
+        its own, so asking it for one raises NotSupported.
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation

@@ -264,6 +264,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
             goto fail;
         }
     }
+    img->format_major = CIM_VERSION_MAJOR;
     hr = cim_ns_init(&img->ns);
     if (hr >= 0) hr = cim_dedup_init(&img->dedup);
     if (hr >= 0 && existing_path) hr = cim_load_image(img, existing_path);
@@ -272,7 +273,6 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
         hr = CIMFS_HR_NOT_SUPPORTED; /* the format addresses at most 65536 regions */
         goto fail;
     }
-    img->format_major = CIM_VERSION_MAJOR;
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
         hr = cim_region_open(&img->regions[i], img->dir, img->guid_text, (uint16_t)i,
                              img->parent_region_count + (uint32_t)i, (uint8_t)i, img->format_major);

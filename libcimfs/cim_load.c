@@ -484,6 +484,9 @@ HRESULT cim_load_image(cim_image *img, const cim_nchar *image_path)
     if (hr >= 0) hr = cim_file_pread(f, hdr, sizeof hdr, 0);
     if (hr >= 0 && (memcmp(hdr, CIM_MAGIC, 8) != 0 || cim_get32(hdr + 16) < CIM_VERSION_MAJOR_MIN || cim_get32(hdr + 16) > CIM_VERSION_MAJOR_MAX))
         hr = CORRUPT;
+    /* A fork is written in its parent's version unless the caller chooses another:
+     * whether a driver takes a chain of mixed versions is unknown (docs/format.md §14.6). */
+    if (hr >= 0) img->format_major = cim_get32(hdr + 16);
     pc = hr >= 0 ? cim_get16(hdr + 0x46) : 0;
     if (hr >= 0 && (pc >= 0xFFFF || size < CIM_FS_HEADER_SIZE + (uint64_t)pc * CIM_REGION_SET_SIZE)) hr = CORRUPT;
     if (hr >= 0) {

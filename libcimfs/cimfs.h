@@ -315,7 +315,8 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
 
 /*
  * CimfsSetFormatVersion: the format version the portable writer gives this
- * image at commit: 1.0, 2.0 (the default) or 3.0 (docs/format.md §18).
+ * image at commit: 1.0, 2.0 or 3.0 (docs/format.md §18).  Default: 2.0 for
+ * a new image, the parent's version for a fork or an extension.
  * 1.0 has 88-byte File records without ParentFileId and no sparse streams:
  * call it before creating files, so that sparse files are stored
  * zero-filled (a 1.0 commit holding a sparse stream, e.g. one inherited

@@ -111,3 +111,18 @@ def test_python_api_and_build_take_a_format_version(tmp_path):
     with open_image(tmp_path / "out" / "c.cim") as r:
         assert (r.major, r.read_bytes("x")) == (3, b"x" * 3000)
     assert [f for f in verify(tmp_path / "out" / "c.cim") if f.severity == "error"] == []
+
+
+@pytest.mark.parametrize("major", [1, 3])
+def test_a_fork_keeps_its_parents_version_unless_told_otherwise(tmp_path, major):
+    from conftest import Writer
+    base = Writer(tmp_path, "base.cim")
+    assert set_version(base, major) == S_OK
+    base.add("f", b"x")
+    base.finish()
+    child = Writer(tmp_path, "child.cim", existing="base.cim")
+    child.add("g", b"y")
+    assert child.finish().major == major
+    other = Writer(tmp_path, "other.cim", existing="base.cim")
+    assert set_version(other, 2) == S_OK
+    assert other.finish().major == 2
