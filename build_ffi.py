@@ -51,6 +51,7 @@ ffibuilder.set_source(
     #include "cimfs.h"
     #include "cim_platform.h"
     #include "cim_objid.h"
+    #include "cim_pe.h"
     #include "cim_upcase.h"
     """,
     sources=sources,

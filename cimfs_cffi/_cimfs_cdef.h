@@ -153,6 +153,7 @@ void CimfsTestClearFault(void);
 uint32_t CimfsTestFaultCount(uint32_t ops);
 void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64);
 void CimfsTestObjectId(const void *data, size_t len, uint8_t *digest24);
+int CimfsTestPeLayout(const uint8_t *file, size_t length, uint64_t *stored_length, uint32_t *mapping_count);
 const uint16_t *CimfsUpcaseTable(void);
 uint16_t CimfsTestUpcase(uint16_t unit);
 const char *CimfsUpcaseDescription(void);

@@ -115,6 +115,7 @@ static void destroy(cim_image *img)
     }
     cim_ns_free(&img->ns);
     cim_dedup_free(&img->dedup);
+    free(img->stream.probe);
     if (img->parent_files)
         for (i = 0; i < (int)img->parent_region_count; i++) cim_file_close(img->parent_files[i]);
     free(img->parent_files);
@@ -265,6 +266,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
         }
     }
     img->format_major = CIM_VERSION_MAJOR;
+    img->expand_pe = !(flags & CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES);
     hr = cim_ns_init(&img->ns);
     if (hr >= 0) hr = cim_dedup_init(&img->dedup);
     if (hr >= 0 && existing_path) hr = cim_load_image(img, existing_path);
@@ -451,9 +453,10 @@ static HRESULT validate_metadata(cim_image *img, const CIMFS_FILE_METADATA *md, 
 }
 
 /*
- * Writes a new file's SD and EA buffer (and reparse buffer) to the metadata
- * region now, so that region 0 holds them in the order files were added, as
- * in Microsoft's images (docs/format.md §17); commit then finds them written.
+ * Writes a new file's SD (and reparse buffer) to the metadata region now, so
+ * that region 0 holds them in the order files were added, as in Microsoft's
+ * images (docs/format.md §17); its EA buffer follows when its stream closes
+ * (after a PE descriptor, as there).  Commit then finds them written.
  * A file without an SD gets the NULL-DACL SD (docs/api.md §7.18); so does the
  * root when the caller creates it (left alone, it has none, as Microsoft's).
  */
@@ -463,7 +466,6 @@ static HRESULT store_metadata_objects(cim_image *img, validated_md *v)
     HRESULT hr = CIMFS_S_OK;
     if (!v->sd) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, cim_null_dacl_sd, CIM_NULL_DACL_SD_SIZE, &v->sd);
     if (hr >= 0) hr = cim_put_blob(img, v->sd, &ignored);
-    if (hr >= 0) hr = cim_put_blob(img, v->ea, &ignored);
     if (hr >= 0) hr = cim_put_blob(img, v->reparse, &ignored);
     if (hr < 0 && hr != CIMFS_E_OUTOFMEMORY && img->io_error >= 0) img->io_error = hr; /* fails the commit */
     return hr;

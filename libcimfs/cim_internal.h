@@ -17,6 +17,7 @@
 #include "cim_path.h"
 #include "cim_platform.h"
 #include "cim_objid.h"
+#include "cim_pe.h"
 
 #include <stdlib.h>
 
@@ -203,8 +204,20 @@ typedef struct cim_stream_state {
     cim_region *region;
     uint64_t pre_align;         /* region end before this stream's alignment padding */
     uint64_t start;             /* byte offset of the data in the region */
-    cim_objid_ctx digest;       /* object ID of the bytes written so far */
+    cim_objid_ctx digest;       /* object ID of the bytes stored so far */
+    /* PE-image streams (cim_pe.h): a file's first bytes wait in `probe`
+     * until its headers say whether it is stored laid out for mapping. */
+    int pe_state;               /* CIM_PE_OFF, CIM_PE_PROBING or CIM_PE_ON */
+    uint8_t *probe;             /* CIM_PE_PROBE_MAX bytes, allocated on first use */
+    size_t probe_len, probe_need;
+    uint64_t pe_in;             /* file bytes stored so far (CIM_PE_ON) */
+    uint32_t pe_run;            /* the layout run they are in */
+    cim_pe_layout pe;
 } cim_stream_state;
+
+#define CIM_PE_OFF 0
+#define CIM_PE_PROBING 1
+#define CIM_PE_ON 2
 
 typedef struct cim_region_set {
     uint8_t guid[16];
@@ -225,6 +238,7 @@ typedef struct cim_image {
     char guid_text[40];
     cim_namespace ns;
     uint32_t format_major;      /* 1, 2 (default) or 3: docs/format.md §18 */
+    int expand_pe;              /* store PE files as PE-image streams (no CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES) */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;

@@ -1,8 +1,13 @@
 /*
  * cim_stream.c - data streams: bytes go straight to a region file and into a
- * running object-ID digest (SHA-512) as they are written; at close the stream is zero-filled to
- * its declared size and looked up by (length, digest), so content the image
- * (or a parent) already holds is stored once.
+ * running object-ID digest (SHA-512) as they are written; at close the stream
+ * is zero-filled to its declared size and looked up by (length, digest), so
+ * content the image (or a parent) already holds is stored once.
+ *
+ * A file's primary stream may instead become a PE-image stream (cim_pe.h),
+ * as Windows' writer stores executables unless CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES
+ * is given: its first bytes are held back until the PE headers decide, then
+ * every byte goes to its place in the mapped layout, zeros between runs.
  */
 #include "cim_internal.h"
 
@@ -11,6 +16,8 @@
  * small region and 1046 in the data region (docs/format.md §17); 1024 is
  * the round number between. */
 #define CIM_SMALL_DATA_MAX 1024
+
+static const uint8_t g_zeros[CIM_PAGE];
 
 uint64_t cim_empty_stream_offset(const cim_image *img)
 {
@@ -31,6 +38,7 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
     s->capacity = s->is_dir ? 0 : capacity;
     s->written = 0;
     s->region = NULL;
+    s->pe_state = CIM_PE_OFF;
     cim_objid_init(&s->digest);
     if (s->capacity > 0) {
         int large = s->capacity > CIM_SMALL_DATA_MAX;
@@ -38,9 +46,90 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
         s->pre_align = s->region->end;
         hr = cim_region_align(s->region, large ? CIM_PAGE : 8);
         s->start = s->region->end;
+        if (large && !ads && img->expand_pe && s->capacity <= CIM_PE_MAX_FILE) {
+            if (!s->probe) s->probe = (uint8_t *)malloc(CIM_PE_PROBE_MAX); /* without it: plain data */
+            s->pe_state = s->probe ? CIM_PE_PROBING : CIM_PE_OFF;
+            s->probe_len = 0;
+            s->probe_need = 2; /* "MZ" first */
+        }
     }
     s->open = 1;
     return hr;
+}
+
+/* Bytes as stored: into the region and the digest. */
+static HRESULT store_bytes(cim_stream_state *s, const void *p, size_t n)
+{
+    HRESULT hr = cim_region_write(s->region, p, n);
+    if (hr >= 0) cim_objid_update(&s->digest, p, n);
+    return hr;
+}
+
+static HRESULT store_zeros(cim_stream_state *s, uint64_t n)
+{
+    HRESULT hr = CIMFS_S_OK;
+    while (hr >= 0 && n > 0) {
+        size_t k = n > sizeof g_zeros ? sizeof g_zeros : (size_t)n;
+        hr = store_bytes(s, g_zeros, k);
+        n -= k;
+    }
+    return hr;
+}
+
+/* File bytes of a PE-image stream: each run starts at its stored offset. */
+static HRESULT store_pe_bytes(cim_stream_state *s, const uint8_t *p, size_t n)
+{
+    const cim_pe_layout *L = &s->pe;
+    HRESULT hr = CIMFS_S_OK;
+    while (hr >= 0 && n > 0) {
+        const cim_pe_run *run = &L->runs[s->pe_run];
+        uint64_t run_end = s->pe_run + 1 < L->nruns ? L->runs[s->pe_run + 1].file_offset : L->file_length;
+        uint64_t stored = s->region->end - s->start;
+        size_t k = run_end - s->pe_in < n ? (size_t)(run_end - s->pe_in) : n;
+        if (stored < run->stored_offset) hr = store_zeros(s, run->stored_offset - stored);
+        if (hr >= 0) hr = store_bytes(s, p, k);
+        s->pe_in += k;
+        p += k;
+        n -= k;
+        if (s->pe_in == run_end && s->pe_run + 1 < L->nruns) s->pe_run++;
+    }
+    return hr;
+}
+
+static HRESULT store_file_bytes(cim_stream_state *s, const uint8_t *p, size_t n)
+{
+    return s->pe_state == CIM_PE_ON ? store_pe_bytes(s, p, n) : store_bytes(s, p, n);
+}
+
+/* Once the probe holds what the headers need (or `final`): PE layout or plain, then the probe's bytes. */
+static HRESULT decide(cim_stream_state *s, int final)
+{
+    size_t need = 0;
+    enum cim_pe_verdict v = cim_pe_plan(s->probe, s->probe_len, s->capacity, &need, &s->pe);
+    if (v == CIM_PE_NEED_MORE && !final && need > s->probe_len && need <= CIM_PE_PROBE_MAX) {
+        s->probe_need = need;
+        return CIMFS_S_OK;
+    }
+    s->pe_state = v == CIM_PE_IMAGE ? CIM_PE_ON : CIM_PE_OFF;
+    s->pe_in = 0;
+    s->pe_run = 0;
+    return store_file_bytes(s, s->probe, s->probe_len);
+}
+
+/* The stream's next file bytes, whatever the mode. */
+static HRESULT feed(cim_stream_state *s, const uint8_t *p, size_t n)
+{
+    HRESULT hr = CIMFS_S_OK;
+    while (s->pe_state == CIM_PE_PROBING && n > 0 && hr >= 0) {
+        size_t k = s->probe_need - s->probe_len < n ? s->probe_need - s->probe_len : n;
+        memcpy(s->probe + s->probe_len, p, k);
+        s->probe_len += k;
+        p += k;
+        n -= k;
+        if (s->probe_len == s->probe_need) hr = decide(s, 0);
+    }
+    if (hr < 0 || n == 0) return hr;
+    return store_file_bytes(s, p, n);
 }
 
 HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n)
@@ -50,9 +139,8 @@ HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n)
     size_t take = n < room ? n : (size_t)room;
     HRESULT hr;
     if (take > 0) {
-        hr = cim_region_write(s->region, buf, take);
+        hr = feed(s, (const uint8_t *)buf, take);
         if (hr < 0) return hr;
-        cim_objid_update(&s->digest, buf, take);
         s->written += take;
     }
     return take < n ? CIMFS_HR_HANDLE_EOF : CIMFS_S_OK;
@@ -74,49 +162,82 @@ void cim_stream_abort(cim_image *img)
     store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
 }
 
-HRESULT cim_stream_finish(cim_image *img)
+/* The stored bytes are complete: deduplicate them and record where they are. */
+static HRESULT place(cim_image *img, uint64_t length, uint64_t *data_offset)
 {
-    static const uint8_t zeros[CIM_PAGE];
     cim_stream_state *s = &img->stream;
     uint8_t digest[CIM_DIGEST_SIZE];
-    uint64_t found, tail;
-    HRESULT hr = CIMFS_S_OK;
-    s->open = 0;
-    if (s->is_dir) return CIMFS_S_OK;
-    if (s->capacity == 0) {
-        store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(0, CIM_STREAM_DATA));
-        return CIMFS_S_OK;
-    }
-    if (s->written == 0 && s->sparse_ok) {
-        /* A sparse file never written: the whole stream reads as zeros, no data. */
-        cim_region_rewind(s->region, s->pre_align);
-        store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
-        return CIMFS_S_OK;
-    }
-    /* Short write: the unwritten tail reads back as zeros (docs/api.md §7.13). */
-    for (tail = s->capacity - s->written; tail > 0;) {
-        size_t k = tail > sizeof zeros ? sizeof zeros : (size_t)tail;
-        hr = cim_region_write(s->region, zeros, k);
-        if (hr < 0) break;
-        cim_objid_update(&s->digest, zeros, k);
-        tail -= k;
-    }
-    if (hr < 0) {
-        cim_stream_abort(img); /* keep the image consistent; the error fails the commit */
-        return hr;
-    }
+    uint64_t found;
     cim_objid_final(&s->digest, digest);
-    found = cim_dedup_lookup(img, s->capacity, digest);
+    found = cim_dedup_lookup(img, length, digest);
     if (found) {
         cim_region_rewind(s->region, s->pre_align);
-        store(s, found, CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
+        *data_offset = found;
         return CIMFS_S_OK;
     }
-    hr = cim_dedup_remember(img, s->region, s->capacity, digest, s->start);
-    if (hr < 0) {
-        cim_stream_abort(img);
-        return hr;
+    *data_offset = CIM_OFFSET(s->region->global_index, s->start);
+    return cim_dedup_remember(img, s->region, length, digest, s->start);
+}
+
+/* A PE-image stream: pad the layout to its length, store it, then its descriptor in region 0. */
+static HRESULT finish_pe(cim_image *img)
+{
+    cim_stream_state *s = &img->stream;
+    uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
+    uint64_t data_offset, descriptor_offset = 0;
+    size_t size;
+    HRESULT hr = store_zeros(s, s->pe.stored_length - (s->region->end - s->start));
+    if (hr >= 0) hr = place(img, s->pe.stored_length, &data_offset);
+    if (hr < 0) return hr;
+    size = cim_pe_descriptor(&s->pe, data_offset, descriptor);
+    hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], descriptor, size, 8, &descriptor_offset);
+    if (hr >= 0) store(s, descriptor_offset, CIM_STREAM_LT(s->capacity, CIM_STREAM_PE_IMAGE));
+    return hr;
+}
+
+static HRESULT finish_data(cim_image *img)
+{
+    cim_stream_state *s = &img->stream;
+    HRESULT hr = CIMFS_S_OK;
+    uint64_t tail;
+    /* Short write: the unwritten tail reads back as zeros (docs/api.md §7.13). */
+    for (tail = s->capacity - s->written; hr >= 0 && tail > 0;) {
+        size_t k = tail > sizeof g_zeros ? sizeof g_zeros : (size_t)tail;
+        hr = feed(s, g_zeros, k);
+        tail -= k;
     }
-    store(s, CIM_OFFSET(s->region->global_index, s->start), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
-    return CIMFS_S_OK;
+    if (hr >= 0 && s->pe_state == CIM_PE_PROBING) hr = decide(s, 1);
+    if (hr >= 0 && s->pe_state == CIM_PE_ON) return finish_pe(img);
+    if (hr >= 0) {
+        uint64_t data_offset;
+        hr = place(img, s->capacity, &data_offset);
+        if (hr >= 0) store(s, data_offset, CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
+    }
+    return hr;
+}
+
+HRESULT cim_stream_finish(cim_image *img)
+{
+    cim_stream_state *s = &img->stream;
+    uint64_t ignored;
+    HRESULT hr = CIMFS_S_OK;
+    s->open = 0;
+    if (!s->is_dir) {
+        if (s->capacity == 0) {
+            store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(0, CIM_STREAM_DATA));
+        } else if (s->written == 0 && s->sparse_ok) {
+            /* A sparse file never written: the whole stream reads as zeros, no data. */
+            cim_region_rewind(s->region, s->pre_align);
+            store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+        } else {
+            hr = finish_data(img);
+            if (hr < 0) {
+                cim_stream_abort(img); /* keep the image consistent; the error fails the commit */
+                return hr;
+            }
+        }
+    }
+    /* The file's EA buffer follows its data's metadata, as in Microsoft's images. */
+    if (!s->ads) hr = cim_put_blob(img, s->node->ea, &ignored);
+    return hr;
 }

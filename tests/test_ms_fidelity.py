@@ -1,10 +1,11 @@
 """Our writer against Microsoft's bytes (docs/format.md §17).
 
-Pinball.cim was written by Microsoft's writer (msixmgr, Windows 10 20H2).  These
-tests replay it through our writer - the same files, in Microsoft's FileID order,
-with Microsoft's metadata, SDs and EAs - and compare what each writer stored,
-object by object, through the objectid files and an independent read-back.  The
-samples are reference data kept outside the repository; the tests skip without them.
+Pinball.cim and putty.cim were written by Microsoft's writer (msixmgr, Windows 10
+20H2).  These tests replay each through our writer - the same files, in Microsoft's
+FileID order, with Microsoft's metadata, SDs and EAs, through the plain API - and
+compare what the two writers stored: file by file, object by object, and finally
+byte by byte.  The samples are reference data kept outside the repository; the tests
+skip without them.
 """
 import hashlib
 import os
@@ -20,6 +21,7 @@ from conftest import S_OK, Writer, lib
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples",
                        "ms-msix-2020")
 PINBALL = os.path.join(SAMPLES, "pinball", "Pinball.cim")
+PUTTY = os.path.join(SAMPLES, "putty", "putty.cim")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PINBALL),
                                 reason="Microsoft's sample images are not here (../shared/samples/ms-msix-2020)")
@@ -45,10 +47,8 @@ def object_ids_at(cim_path):
 
 
 def replay(src, directory, major):
-    """Pinball rebuilt by our writer: Microsoft's files in Microsoft's FileID order.
-
-    PE-image streams are stored as plain data (our writer does not expand PE files yet), so
-    their data objects differ from Microsoft's by design; everything else should match."""
+    """A Microsoft image rebuilt by our writer: its files in Microsoft's FileID order, with
+    Microsoft's metadata, written through CimCreateFile/CimWriteStream as msixmgr does."""
     records = sorted(((path, rec) for path, rec in src.iter_tree() if path), key=lambda item: item[1].id)
     w = Writer(directory, "replay.cim")
     assert w.hr == S_OK
@@ -91,29 +91,34 @@ def test_file_ids_follow_creation_order_as_microsofts_do(pinball, replayed):
 
 
 def test_records_match_microsofts_field_by_field(pinball, replayed):
-    """Format 1.0 records: flags, EA length, times, stream length and type (PE files aside)."""
+    """Format 1.0 records: flags, EA length, times, stream length and type, offsets."""
     assert {table[2] for table in cimreader.Image(replayed.path).tables} == {88}  # (offset, count, entry size, ...)
     for path, theirs in pinball.iter_tree():
         ours = replayed.stat(path)._rec
-        assert (ours.flags, ours.ea_length, ours.times, ours.reparse_tag) == \
-               (theirs.flags, theirs.ea_length, theirs.times, theirs.reparse_tag), path
-        if theirs.stream_type != 2:
-            assert (ours.stream_type, ours.stream_length) == (theirs.stream_type, theirs.stream_length), path
-        assert bool(ours.sd_offset) == bool(theirs.sd_offset), path  # the root has none in both
+        fields = ("flags", "ea_length", "reparse_tag", "times", "length_and_type", "stream_offset", "sd_offset",
+                  "ea_offset", "reparse_offset", "stream_table_offset")
+        assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields], path
 
 
 def test_every_data_object_has_microsofts_object_id_and_region(pinball, replayed):
+    """Plain files and PE-image streams (through their descriptors) alike."""
     theirs, ours = object_ids_at(pinball.path), object_ids_at(replayed.path)
+
+    def data_offset(img, rec):
+        off = rec.default_stream.offset
+        if rec.stream_type == 2:  # the PeImage descriptor's DataOffset
+            off = struct.unpack_from("<Q", img.regions[off >> 48].data, off & (2**48 - 1))[0]
+        return off
+
     compared = 0
     for path, rec in pinball.iter_tree():
-        if rec.is_dir or rec.stream_type == 2:
+        if rec.is_dir:
             continue
-        mine = replayed.stat(path)._rec
-        t_off, o_off = rec.default_stream.offset, mine.default_stream.offset
+        t_off, o_off = data_offset(pinball, rec), data_offset(replayed, replayed.stat(path)._rec)
         assert o_off >> 48 == t_off >> 48, path  # the same region: small-data cut-off agrees
         assert ours[(o_off >> 48, o_off & (2**48 - 1))] == theirs[(t_off >> 48, t_off & (2**48 - 1))], path
         compared += 1
-    assert compared == 73
+    assert compared == 74
 
 
 def test_metadata_objects_have_microsofts_object_ids(pinball, replayed):
@@ -199,15 +204,28 @@ def test_a_fork_of_microsofts_image_dedups_against_its_objects(tmp_path, pinball
 
 
 def test_metadata_region_holds_objects_in_microsofts_order(pinball, replayed):
-    """SDs and EAs as files are added, then the upcase table and the directory tables, newest
-    directory first.  PE descriptors (not written by us yet) and the file table, table directory
-    and Filesystem object (whose bytes hold offsets that the PE descriptors shift) are left out."""
+    """SDs, PE descriptors and EAs as files are added, then the upcase table, the directory
+    tables (newest directory first), the file table, the table directory, the Filesystem object."""
     def sequence(img):
-        pe = {r.default_stream.offset & (2**48 - 1) for _, r in img.iter_tree() if r.stream_type == 2}
-        ends = {img.filesystem_offset & (2**48 - 1)}
-        entries = sorted(objectid_entries(img.path)[0], key=lambda e: e[2])
-        kept = [(n, d) for n, d, off in entries if off not in pe and off not in ends]
-        return kept[:-2]  # the file table and the table directory come last, before the Filesystem object
+        return [(n, d, off) for n, d, off in sorted(objectid_entries(img.path)[0], key=lambda e: e[2])]
 
-    ours, theirs = sequence(replayed), sequence(pinball)
-    assert ours == theirs and len(theirs) >= 3 + 1 + 1 + 4  # 3 SDs, 1 EA, upcase, 4 directory tables
+    assert sequence(replayed) == sequence(pinball)
+
+
+@pytest.mark.parametrize("sample", [PINBALL, PUTTY], ids=["pinball", "putty"])
+def test_replay_is_byte_identical_to_microsofts_image(sample, tmp_path):
+    """Every region and objectid file equal to the byte; the .cim differs only in the region
+    set's GUID (random) and in byte 0x0D (1 in ours and Pinball's, 2 in PuTTY's; meaning unknown)."""
+    with open_image(sample) as src:
+        ours = replay(src, tmp_path, 1)
+        theirs_guid = src.region_sets[-1][0]
+    with open_image(ours) as img:
+        our_guid = img.region_sets[-1][0]
+    for kind in ("region", "objectid"):
+        for n in range(3):
+            theirs = open(os.path.join(os.path.dirname(sample), "%s_%s_%d" % (kind, theirs_guid, n)), "rb").read()
+            mine = open(os.path.join(str(tmp_path), "%s_%s_%d" % (kind, our_guid, n)), "rb").read()
+            assert mine == theirs, "%s %d" % (kind, n)
+    theirs, mine = open(sample, "rb").read(), open(ours, "rb").read()
+    assert len(mine) == len(theirs) == 72
+    assert [i for i in range(72) if mine[i] != theirs[i] and not 0x20 <= i < 0x30] in ([], [0x0D])
