@@ -645,7 +645,8 @@ def _remove_region_set(directory: str, guid: str) -> None:
 
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
-          progress: Optional[Progress] = None, format_version: Optional[str] = None) -> BuildSummary:
+          progress: Optional[Progress] = None, format_version: Optional[str] = None,
+          expand_pe: bool = True) -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
     from ``source``, a directory or a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``).
 
@@ -655,6 +656,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     is replaced only once the new one is complete; its region files are
     removed if no other image in the directory uses them.  ``format_version``
     is "1.0", "2.0" or "3.0" (docs/format.md §18; default 2.0, or the parent's).
+    ``expand_pe`` False stores PE files as plain data instead of PE-image streams.
     """
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
@@ -673,7 +675,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     committed = replaced = False
     old_sets: List[str] = []
     try:
-        with Image.create(directory, temp, parent=parent_name, format_version=format_version) as img:
+        with Image.create(directory, temp, parent=parent_name, format_version=format_version,
+                          expand_pe=expand_pe) as img:
             b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
             if os.path.isdir(source):
                 if layer:
@@ -728,6 +731,9 @@ def add_build_command(command) -> None:
     c.add_argument("--format-version", choices=sorted(FORMAT_VERSIONS), default=None,
                    help="on-disk format version (default 2.0, or the parent's; 1.0 for Windows 10 20H2-era hosts, "
                         "3.0 for the newest; see docs/format.md)")
+    c.add_argument("--no-pe-expansion", dest="expand_pe", action="store_false",
+                   help="store executables as plain data, not as PE-image streams laid out for mapping "
+                        "(Windows' default, ours too)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
 
 
@@ -735,7 +741,7 @@ def cmd_build(args) -> int:
     progress = Progress(enabled=False) if args.quiet else Progress()
     summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
                     ignore_missing_links=args.ignore_missing_links, progress=progress,
-                    format_version=args.format_version)
+                    format_version=args.format_version, expand_pe=args.expand_pe)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if not args.quiet:

@@ -123,7 +123,7 @@ class Image:
     # ---- lifecycle ------------------------------------------------------------
     @classmethod
     def create(cls, directory: PathArg, name: str, *, parent: Optional[str] = None,
-               backend: str = "auto", format_version: Optional[str] = None) -> "Image":
+               backend: str = "auto", format_version: Optional[str] = None, expand_pe: bool = True) -> "Image":
         """Start a new image ``name`` in ``directory``.
 
         ``parent`` names an existing image in the same directory to fork (the
@@ -132,7 +132,10 @@ class Image:
         where Windows has it, else the portable writer), "portable" or "system".
         ``format_version`` is "1.0", "2.0" or "3.0" (see docs/format.md §18;
         default: 2.0, or the parent's version for a fork); cimfs.dll chooses
-        its own, so asking it for one raises NotSupported.
+        its own, so asking it for one raises NotSupported.  ``expand_pe``
+        (default True, as Windows' writer) stores executables and DLLs as
+        PE-image streams laid out for mapping; False stores them as plain data
+        (``CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES``).  Reading gives the same bytes.
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation
@@ -158,7 +161,8 @@ class Image:
                 parent = os.path.basename(parent)
             parent = image_name(parent)
         out = ffi.new("CIMFS_IMAGE_HANDLE *")
-        hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, 0,
+        flags = 0 if expand_pe else lib.CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES
+        hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, flags,
                                              parent if parent is not None else ffi.NULL, name, out)
         if hr < 0:
             missing_parent = hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND and parent
