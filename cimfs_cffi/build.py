@@ -1,4 +1,4 @@
-"""``cimfs build``: a directory or a (layer) tar into a CIM image.
+"""``cimfs build``: a directory, a (layer) tar or an MSIX/APPX package into a CIM image.
 
 Data flows one way: each source yields entries, :class:`_Builder` turns
 them into :class:`~cimfs_cffi.Image` calls, streaming file data through in
@@ -21,7 +21,9 @@ Conventions (README "cimfs build"):
   fine).  Hard links follow tar semantics: a link binds to its target as the
   archive stands at the link entry, even if the target is replaced later; a
   link to a target that only comes later is made at the end.
+* Packages (.msix/.appx): unpacked as msixmgr does for app attach (:mod:`.msix`).
 """
+import concurrent.futures
 import dataclasses
 import datetime
 import io
@@ -34,12 +36,14 @@ import tarfile
 import threading
 import time
 import uuid
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import errors
 from . import layertar as lt
+from . import msix
 from .errors import E_INVALIDARG, CimError, PathNotFound
 from ._cimfs import ffi, lib
 from .image import FORMAT_VERSIONS, Image
@@ -48,7 +52,7 @@ from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_PO
 from .paths import image_path, upcase
 from .reader import CimImage, open_image, read_image_header
 
-__all__ = ["build", "BuildSummary", "BuildError"]
+__all__ = ["build", "build_packages", "BuildSummary", "BuildError"]
 
 COPY_CHUNK = 1 << 20
 # What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).
@@ -87,6 +91,7 @@ class BuildSummary:
     deleted: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    package: str = ""                       # a package source's full name
     warnings: List[str] = field(default_factory=list)
     _dedup_saved: Optional[int] = field(default=None, repr=False)
 
@@ -597,6 +602,23 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
                                           tarfile.FIFOTYPE: "FIFO"}.get(m.type, "type %r" % m.type)))
 
 
+def _build_from_package(path: str, b: _Builder, root_directory: Optional[str]) -> None:
+    try:
+        with msix.Package(path) as package:
+            b.summary.package = package.identity.full_name
+            for image_path_, md, info in package.entries(root_directory):
+                if info is None:
+                    b.directory(image_path_, md)
+                    continue
+                try:
+                    with package.open(info) as part:
+                        b.file(image_path_, md, part, info.file_size)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                    raise BuildError("%s: damaged part %r: %s" % (path, info.filename, e), path=path) from None
+    except msix.PackageError as e:
+        raise BuildError(str(e), path=path) from None
+
+
 def _layer_hives(b: _Builder) -> None:
     """What hcsshim adds when it imports a Windows layer (docs/api.md §8.3)."""
     config = "Files\\Windows\\System32\\config\\"
@@ -646,9 +668,11 @@ def _remove_region_set(directory: str, guid: str) -> None:
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,
-          expand_pe: bool = True) -> BuildSummary:
+          expand_pe: bool = True, root_directory: Optional[str] = None) -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
-    from ``source``, a directory or a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``).
+    from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``), or
+    an MSIX/APPX package, unpacked under ``root_directory`` (msixmgr's ``-rootDirectory``) as
+    ``<root_directory>/<PackageFullName>/``.
 
     ``parent`` names an image in the same directory to fork from (a layer
     stack is a chain of forks).  ``layer`` adds what hcsshim adds to a Windows
@@ -663,6 +687,9 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     directory, name = os.path.split(os.path.abspath(image))
     if not os.path.exists(source):
         raise BuildError("no such source: %s" % source, path=source)
+    is_package = os.path.isfile(source) and msix.looks_like_package(source)
+    if root_directory is not None and not is_package:
+        raise BuildError("--root-directory applies to MSIX/APPX packages only", path=source)
     parent_name = os.path.basename(parent) if parent else None
     if parent and os.path.dirname(os.path.abspath(os.path.join(directory, parent))) != directory:
         raise BuildError("the parent image must be in the image's directory (%s)" % directory, path=parent)
@@ -682,6 +709,10 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
                 if layer:
                     raise BuildError("--layer takes a layer tar, not a directory", path=source)
                 _build_from_directory(source, b)
+            elif is_package:
+                if layer:
+                    raise BuildError("--layer takes a layer tar, not a package", path=source)
+                _build_from_package(source, b, root_directory)
             else:
                 _build_from_tar(source, b, layer)
             b.finish()
@@ -715,14 +746,50 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     return summary
 
 
+def _build_one_package(work) -> Tuple[str, Optional[BuildSummary], Optional[str]]:
+    package, image, options = work
+    try:
+        return package, build(package, image, **options), None
+    except (CimError, OSError) as e:
+        return package, None, str(e)
+
+
+def build_packages(folder, out_dir, *, jobs: int = 1, **options) -> List[Tuple[str, Optional[BuildSummary],
+                                                                              Optional[str]]]:
+    """Every .msix/.appx directly in ``folder`` into ``out_dir/NAME/NAME.cim`` (NAME: the package
+    file's name without its suffix), ``jobs`` builds at once, each in a process of its own.  Each
+    image gets its own directory because a directory takes one writer at a time.  ``options`` are
+    those of :func:`build`.  Returns [(package, summary or None, error or None)], in name order;
+    one package failing does not stop the others."""
+    folder, out_dir = os.fspath(folder), os.fspath(out_dir)
+    if not os.path.isdir(folder):
+        raise BuildError("not a folder of packages: %s" % folder, path=folder)
+    packages = msix.package_files(folder)
+    if not packages:
+        raise BuildError("no .msix or .appx packages in %s" % folder, path=folder)
+    names = [os.path.splitext(os.path.basename(p))[0] for p in packages]
+    clash = {n for n in names if [upcase(m) for m in names].count(upcase(n)) > 1}
+    if clash:
+        raise BuildError("packages that would share an output folder: %s" % ", ".join(sorted(clash)), path=folder)
+    work = [(p, os.path.join(out_dir, n, n + ".cim"), options) for p, n in zip(packages, names)]
+    if jobs <= 1 or len(work) == 1:
+        return [_build_one_package(w) for w in work]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+        return list(pool.map(_build_one_package, work))
+
+
 # ---- the command -----------------------------------------------------------------------------------------
 def add_build_command(command) -> None:
-    c = command("build", cmd_build, "Build a CIM image from a directory or a (container layer) tar.",
+    c = command("build", cmd_build, "Build a CIM image from a directory, a (container layer) tar or an MSIX package.",
                 ["cimfs build rootfs/ images/base.cim",
                  "cimfs build --layer layer1.tar.gz images/layer1.cim",
-                 "cimfs build --layer --parent layer1.cim layer2.tar images/layer2.cim"])
-    c.add_argument("source", help="a directory, or a tar file (plain, .gz, .bz2, .xz; .zst with 'zstandard')")
-    c.add_argument("image", help="the .cim file to write (its directory holds the region files)")
+                 "cimfs build --layer --parent layer1.cim layer2.tar images/layer2.cim",
+                 "cimfs build --root-directory msix MyApp_1.0.0.0_x64.msix appattach/MyApp.cim",
+                 "cimfs build --packages --jobs 4 --root-directory msix packages/ appattach/"])
+    c.add_argument("source", help="a directory, a tar file (plain, .gz, .bz2, .xz; .zst with 'zstandard'), "
+                                  "an .msix/.appx package, or with --packages a folder of packages")
+    c.add_argument("image", help="the .cim file to write (its directory holds the region files); "
+                                 "with --packages, the folder that gets one NAME/NAME.cim per package")
     c.add_argument("--parent", metavar="PARENT", help="fork from this image (in the same directory)")
     c.add_argument("--layer", action="store_true",
                    help="a Windows container layer tar: also add hcsshim's Hives links and layout file")
@@ -731,6 +798,13 @@ def add_build_command(command) -> None:
     c.add_argument("--format-version", choices=sorted(FORMAT_VERSIONS), default=None,
                    help="on-disk format version (default 2.0, or the parent's; 1.0 for Windows 10 20H2-era hosts, "
                         "3.0 for the newest; see docs/format.md)")
+    c.add_argument("--root-directory", metavar="NAME",
+                   help="packages: unpack into NAME\\<PackageFullName>\\ (msixmgr's -rootDirectory; "
+                        "default: <PackageFullName>\\ at the image root)")
+    c.add_argument("--packages", action="store_true",
+                   help="SOURCE is a folder of .msix/.appx packages: one image each, under IMAGE/NAME/NAME.cim")
+    c.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="with --packages: build N packages at once (default: the number of CPUs)")
     c.add_argument("--no-pe-expansion", dest="expand_pe", action="store_false",
                    help="store executables as plain data, not as PE-image streams laid out for mapping "
                         "(Windows' default, ours too)")
@@ -738,12 +812,38 @@ def add_build_command(command) -> None:
 
 
 def cmd_build(args) -> int:
+    if args.packages or args.jobs is not None:
+        return _cmd_build_packages(args)
     progress = Progress(enabled=False) if args.quiet else Progress()
     summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
                     ignore_missing_links=args.ignore_missing_links, progress=progress,
-                    format_version=args.format_version, expand_pe=args.expand_pe)
+                    format_version=args.format_version, expand_pe=args.expand_pe,
+                    root_directory=args.root_directory)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
         print(summary.line())
     return 0
+
+
+def _cmd_build_packages(args) -> int:
+    if not args.packages:
+        raise BuildError("--jobs applies to --packages (a folder of packages)")
+    if args.parent or args.layer:
+        raise BuildError("--packages takes neither --parent nor --layer")
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise BuildError("--jobs must be at least 1")
+    results = build_packages(args.source, args.image, jobs=jobs, format_version=args.format_version,
+                             expand_pe=args.expand_pe, root_directory=args.root_directory,
+                             ignore_missing_links=args.ignore_missing_links)
+    failed = 0
+    for package, summary, error in results:
+        if error is not None:
+            failed += 1
+            print("cimfs: error: %s: %s" % (package, error), file=sys.stderr)
+        elif not args.quiet:
+            print(summary.line())
+    if not args.quiet or failed:
+        print("%d of %d packages built" % (len(results) - failed, len(results)), file=sys.stderr)
+    return 1 if failed else 0
