@@ -668,7 +668,7 @@ def _remove_region_set(directory: str, guid: str) -> None:
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,
-          expand_pe: bool = True, root_directory: Optional[str] = None) -> BuildSummary:
+          expand_pe: bool = True, root_directory: Optional[str] = None, backend: str = "auto") -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
     from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``), or
     an MSIX/APPX package, unpacked under ``root_directory`` (msixmgr's ``-rootDirectory``) as
@@ -680,7 +680,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     is replaced only once the new one is complete; its region files are
     removed if no other image in the directory uses them.  ``format_version``
     is "1.0", "2.0" or "3.0" (docs/format.md §18; default 2.0, or the parent's).
-    ``expand_pe`` False stores PE files as plain data instead of PE-image streams.
+    ``expand_pe`` False stores PE files as plain data instead of PE-image streams.  ``backend`` is
+    that of :meth:`Image.create` ("auto": Windows' cimfs.dll where present, else the portable writer).
     """
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
@@ -703,7 +704,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     old_sets: List[str] = []
     try:
         with Image.create(directory, temp, parent=parent_name, format_version=format_version,
-                          expand_pe=expand_pe) as img:
+                          expand_pe=expand_pe, backend=backend) as img:
             b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
             if os.path.isdir(source):
                 if layer:
@@ -801,6 +802,8 @@ def add_build_command(command) -> None:
     c.add_argument("--root-directory", metavar="NAME",
                    help="packages: unpack into NAME\\<PackageFullName>\\ (msixmgr's -rootDirectory; "
                         "default: <PackageFullName>\\ at the image root)")
+    c.add_argument("--backend", choices=("auto", "portable", "system"), default="auto",
+                   help="the writer: Windows' cimfs.dll where present (auto), or this package's portable one")
     c.add_argument("--packages", action="store_true",
                    help="SOURCE is a folder of .msix/.appx packages: one image each, under IMAGE/NAME/NAME.cim")
     c.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -818,7 +821,7 @@ def cmd_build(args) -> int:
     summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
                     ignore_missing_links=args.ignore_missing_links, progress=progress,
                     format_version=args.format_version, expand_pe=args.expand_pe,
-                    root_directory=args.root_directory)
+                    root_directory=args.root_directory, backend=args.backend)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
@@ -836,7 +839,7 @@ def _cmd_build_packages(args) -> int:
         raise BuildError("--jobs must be at least 1")
     results = build_packages(args.source, args.image, jobs=jobs, format_version=args.format_version,
                              expand_pe=args.expand_pe, root_directory=args.root_directory,
-                             ignore_missing_links=args.ignore_missing_links)
+                             ignore_missing_links=args.ignore_missing_links, backend=args.backend)
     failed = 0
     for package, summary, error in results:
         if error is not None:
