@@ -162,11 +162,12 @@ HRESULT CimCreateImage(PCWSTR imageContainingPath, PCWSTR existingImageName,
                        PCWSTR newImageName, CIMFS_IMAGE_HANDLE *cimImageHandle);
 
 /*
- * CimCreateImage2: CimCreateImage with flags.  Portable backend: 0,
- * DO_NOT_EXPAND_PE_IMAGES and CONSISTENT_CIM are accepted (it never writes
- * PeImage streams and its layout is deterministic); block, single-file,
- * verified and fixed-chunk images return HR(NOT_SUPPORTED); unknown bits
- * return E_INVALIDARG.
+ * CimCreateImage2: CimCreateImage with flags.  Portable backend: 0 and
+ * CONSISTENT_CIM (its layout is deterministic anyway) store qualifying PE
+ * files as PeImage streams, as Windows does (docs/format.md §10);
+ * DO_NOT_EXPAND_PE_IMAGES stores every file as plain data; block,
+ * single-file, verified and fixed-chunk images return HR(NOT_SUPPORTED);
+ * unknown bits return E_INVALIDARG.
  */
 HRESULT CimCreateImage2(PCWSTR imageContainingPath, CIM_CREATE_IMAGE_FLAGS createImageFlags,
                         PCWSTR existingImageName, PCWSTR newImageName,
