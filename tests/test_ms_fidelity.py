@@ -17,14 +17,10 @@ import pytest
 from cimfs_cffi import Image, open_image, verify
 import cimreader
 from conftest import S_OK, Writer, lib
+from samples import PINBALL, PUTTY, SAMPLES, need_samples
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples",
-                       "ms-msix-2020")
-PINBALL = os.path.join(SAMPLES, "pinball", "Pinball.cim")
-PUTTY = os.path.join(SAMPLES, "putty", "putty.cim")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(PINBALL),
-                                reason="Microsoft's sample images are not here (../shared/samples/ms-msix-2020)")
+pytestmark = need_samples
 
 
 def objectid_entries(cim_path):

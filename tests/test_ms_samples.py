@@ -19,19 +19,13 @@ from cimfs_cffi import open_image, verify
 from cimfs_cffi.cli import main
 from cimreader import Image
 from images import tree
+from samples import PINBALL, PINBALL_MSIX, PUTTY, need_samples
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES = os.path.join(REPO, "..", "shared", "samples", "ms-msix-2020")
-PINBALL = os.path.join(SAMPLES, "pinball", "Pinball.cim")
-PUTTY = os.path.join(SAMPLES, "putty", "putty.cim")
-MSIX = os.path.join(SAMPLES, "pinball_1.0.2.0_x64__ynj0a7qyfqv8c.msix")
+MSIX = PINBALL_MSIX
 PACKAGE_ROOT = "msix\\pinball_1.0.2.0_x64__ynj0a7qyfqv8c\\"  # where msixmgr unpacked the package
 COUNTS = {PINBALL: (74, 4), PUTTY: (17, 4)}                  # files, directories
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(SAMPLES),
-    reason="Microsoft's sample images are not in ../shared/samples/ms-msix-2020 beside the repository "
-           "(reference data owned by others, never copied into it)")
+pytestmark = need_samples
 
 
 @pytest.fixture(params=[PINBALL, PUTTY], ids=["pinball", "putty"])

@@ -12,12 +12,9 @@ import pytest
 from cimfs_cffi import open_image, verify
 from cimfs_cffi.build import BuildError, build, build_packages
 from cimfs_cffi.msix import publisher_id
+from samples import PINBALL, PINBALL_MSIX, need_samples
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples", "ms-msix-2020")
-PINBALL_MSIX = os.path.join(SAMPLES, "pinball_1.0.2.0_x64__ynj0a7qyfqv8c.msix")
-PINBALL_CIM = os.path.join(SAMPLES, "pinball", "Pinball.cim")
-need_samples = pytest.mark.skipif(not os.path.exists(PINBALL_MSIX),
-                                  reason="Microsoft's sample package is not in ../shared/samples/ms-msix-2020")
+PINBALL_CIM = PINBALL
 
 MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
 <Package xmlns="http://schemas.microsoft.com/appx/manifest/foundation/windows10">

@@ -1,7 +1,6 @@
 """PE-image streams (docs/format.md §10, §14.2): executables stored laid out for mapping, as
 Windows' writer stores them unless CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES is given; anything that
 is not a well-formed PE image is stored as plain data; every file reads back as written."""
-import os
 import struct
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from cimfs_cffi import Image, ffi, lib, open_image, verify
 from cimfs_cffi.build import build
 from conftest import S_OK, Writer, examples, u
+from samples import PINBALL, PINBALL_MSIX, need_samples
 
 PAGE = 4096
 
@@ -268,15 +268,11 @@ def test_pe_layout_hook_agrees_with_the_writer():
     assert lib.CimfsTestPeLayout(b"MZ" + bytes(100), 102, out_len, out_maps) == 0
 
 
-MSIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples", "ms-msix-2020",
-                    "pinball_1.0.2.0_x64__ynj0a7qyfqv8c.msix")
-
-
-@pytest.mark.skipif(not os.path.exists(MSIX), reason="Microsoft's sample package is not in ../shared/samples")
+@need_samples
 def test_microsofts_layout_of_pinball_exe_is_reproduced(tmp_path):
     import zipfile
-    exe = zipfile.ZipFile(MSIX).read("pinball.exe")
-    with open_image(os.path.join(os.path.dirname(MSIX), "pinball", "Pinball.cim")) as theirs:
+    exe = zipfile.ZipFile(PINBALL_MSIX).read("pinball.exe")
+    with open_image(PINBALL) as theirs:
         want = descriptor(theirs, "msix\\pinball_1.0.2.0_x64__ynj0a7qyfqv8c\\pinball.exe")
     img = write_and_read(tmp_path, {"pinball.exe": exe})
     got = descriptor(img, "pinball.exe")

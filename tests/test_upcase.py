@@ -17,9 +17,9 @@ from cimfs_cffi.paths import upcase
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import gen_upcase  # noqa: E402
+from samples import SAMPLES  # noqa: E402
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples")
-MS_IMAGES = sorted(glob.glob(os.path.join(SAMPLES, "ms-msix-2020", "*", "*.cim")))
+MS_IMAGES = sorted(glob.glob(os.path.join(SAMPLES, "*", "*.cim")))
 HEADER = os.path.join(os.path.dirname(__file__), "..", "libcimfs", "cim_upcase_ranges.h")
 
 needs_samples = pytest.mark.skipif(not MS_IMAGES, reason="no Microsoft-made images in %s" % SAMPLES)
