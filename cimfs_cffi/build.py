@@ -44,6 +44,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from . import errors
 from . import layertar as lt
 from . import msix
+from .names import InvalidName, NameCollision, NamePolicy, invalid_reason
 from .errors import E_INVALIDARG, CimError, PathNotFound
 from ._cimfs import ffi, lib
 from .image import FORMAT_VERSIONS, Image
@@ -52,7 +53,7 @@ from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_PO
 from .paths import image_path, upcase
 from .reader import CimImage, open_image, read_image_header
 
-__all__ = ["build", "build_packages", "BuildSummary", "BuildError"]
+__all__ = ["build", "build_packages", "BuildSummary", "BuildError", "NameCollision", "InvalidName"]
 
 COPY_CHUNK = 1 << 20
 # What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).
@@ -92,6 +93,7 @@ class BuildSummary:
     bytes: int = 0
     seconds: float = 0.0
     package: str = ""                       # a package source's full name
+    names: List[str] = field(default_factory=list)  # names renamed, skipped, merged or replaced
     warnings: List[str] = field(default_factory=list)
     _dedup_saved: Optional[int] = field(default=None, repr=False)
 
@@ -104,9 +106,10 @@ class BuildSummary:
         return self._dedup_saved
 
     def line(self) -> str:
-        return ("built %s: %d files, %d directories, %d hard links, %d symlinks, %d bytes (dedup saved %d) in %.2f s"
+        names = ", %d names renamed, skipped, merged or replaced" % len(self.names) if self.names else ""
+        return ("built %s: %d files, %d directories, %d hard links, %d symlinks, %d bytes (dedup saved %d)%s in %.2f s"
                 % (self.image, self.files, self.directories, self.links, self.symlinks, self.bytes,
-                   self.dedup_saved, self.seconds))
+                   self.dedup_saved, names, self.seconds))
 
 
 class Progress:
@@ -148,8 +151,9 @@ class _Builder:
     """Applies source entries to an image: parents, links (bulk, tar semantics), whiteouts."""
 
     def __init__(self, image: Image, parent: Optional[CimImage], summary: BuildSummary, progress: Progress,
-                 ignore_missing_links: bool):
+                 ignore_missing_links: bool, names: NamePolicy):
         self.image = image
+        self.names = names                     # source paths -> image paths (names.py)
         self.parent = parent
         self.summary = summary
         self.progress = progress
@@ -157,7 +161,7 @@ class _Builder:
         self.dirs = {""}                       # upcased directories known to exist
         self.ready: List[Tuple[str, str]] = []  # links whose target exists now, not yet made
         self.touched = set()                   # upcased names those links read or write
-        self.later: List[Tuple[str, str]] = []  # links whose target comes later in the source
+        self.later: List[Tuple[str, str]] = []  # links (image path, source target) whose target comes later
         self.made = set()                      # upcased paths this build created (links resolve against it)
         self.gone = set()                      # upcased paths whited out: the parent image's are hidden below
         self.before_image_call: Callable[[], None] = _nothing  # set while host files are in flight
@@ -212,8 +216,12 @@ class _Builder:
                                  path=e.path, existing_path=e.existing_path) from None
             self.ready, self.touched = [], set()
 
-    # ---- entries --------------------------------------------------------------------------------------
-    def directory(self, path: str, md: FileMetadata) -> None:
+    # ---- entries: source paths in, placed by the name policy ------------------------------------------
+    def directory(self, path: str, md: FileMetadata, placed: bool = False) -> None:
+        if not placed:
+            path = self.names.map(path, True)
+            if path is None:
+                return
         if path:
             self.ensure_parents(path)
         self.before_change(path)
@@ -222,7 +230,11 @@ class _Builder:
         self.made.add(_key(path))
         self.summary.directories += 1 if path else 0
 
-    def file(self, path: str, md: FileMetadata, source, size: int, sparse: bool = False) -> None:
+    def file(self, path: str, md: FileMetadata, source, size: int, sparse: bool = False, placed: bool = False) -> None:
+        if not placed:
+            path = self.names.map(path, False)
+            if path is None:
+                return
         self.ensure_parents(path)
         self.before_change(path)
         if sparse:
@@ -238,12 +250,29 @@ class _Builder:
         self.progress.update(self.summary)
 
     def stream(self, path: str, name: str, source, size: int) -> None:
+        owner = self.names.lookup(path)
+        if owner is None:
+            self.names.events.append("skipped stream %s:%s: its file was left out" % (path, name))
+            return
+        path = owner
         if not self.exists(path):
             raise BuildError("alternate stream %r of %r comes before (or without) its file" % (name, path), path=path)
         self.writer.add_alternate_stream(path, name, source, size=size)
         self.summary.streams += 1
 
-    def link(self, path: str, target: str) -> None:
+    def link(self, path: str, target: str, placed: bool = False) -> None:
+        """A hard link; ``target`` is a source path (an image path when ``placed``)."""
+        if not placed:
+            path = self.names.map(path, False)
+            if path is None:
+                return
+        self._link(path, target)
+
+    def _link(self, path: str, source_target: str) -> None:
+        target = self.names.lookup(source_target)
+        if target is None:
+            self.names.events.append("skipped hard link %s: its target %s was left out" % (path, source_target))
+            return
         self.ensure_parents(path)
         self.before_change(path)
         if self.exists(target):
@@ -251,10 +280,18 @@ class _Builder:
             self.touched.update((_key(path), _key(target)))
             self.made.add(_key(path))
         else:
-            self.later.append((path, target))
+            self.later.append((path, source_target))
+
+    def _target_exists(self, source_target: str) -> bool:
+        target = self.names.lookup(source_target)
+        return target is not None and self.exists(target)
 
     def delete(self, path: str) -> None:
-        """A whiteout: remove ``path`` (from the parent image or earlier entries) if it is there."""
+        """A whiteout: remove source ``path`` (from the parent image or earlier entries) if it is there."""
+        path = self.names.lookup(path)
+        if path is None:
+            return
+        self.names.forget(path)
         self.flush_links()
         try:
             self.writer.delete(path)
@@ -275,11 +312,11 @@ class _Builder:
         self.flush_links()
         pending = self.later
         while pending:
-            ready = [(new, target) for new, target in pending if self.exists(target)]
+            ready = [(new, target) for new, target in pending if self._target_exists(target)]
             if not ready:
                 break
             for new, target in ready:
-                self.link(new, target)
+                self._link(new, target)
             self.flush_links()
             pending = [pair for pair in pending if _key(pair[0]) not in self.made]
         for new, target in pending:
@@ -381,7 +418,7 @@ def _encodable(s: str) -> bool:
 
 
 def _build_from_directory(root: str, b: _Builder) -> None:
-    b.directory("", FileMetadata.from_stat(os.stat(root)))
+    b.directory("", FileMetadata.from_stat(os.stat(root)), placed=True)
     host_files = _HostFiles(b)
     b.before_image_call = host_files.wait
     try:
@@ -397,6 +434,7 @@ def _build_from_directory(root: str, b: _Builder) -> None:
 
 def _walk_directory(root: str, b: _Builder, host_files: _HostFiles) -> None:
     first_of_inode: Dict[Tuple[int, int], str] = {}
+    merged = set()  # image directories that two source directories went into: their listings meet there
     todo = [("", root)]
     while todo:
         prefix, host = todo.pop()
@@ -405,13 +443,28 @@ def _walk_directory(root: str, b: _Builder, host_files: _HostFiles) -> None:
         except OSError as e:
             raise BuildError("cannot list %s: %s" % (host, e.strerror), path=host) from None
         subdirs = []
+        # The name policy looks at a listing only when it has trouble: names that are one name on
+        # Windows, or names Windows cannot hold.  Other listings cost a set and a regex per name.
+        troubled = (prefix in merged or len({upcase(e.name) for e in entries}) != len(entries)
+                    or any(invalid_reason(e.name) is not None for e in entries))
+        placed_dirs = set()
         for entry in entries:
-            path = prefix + "\\" + entry.name if prefix else entry.name
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
                 raise BuildError("cannot stat %s: %s" % (entry.path, e.strerror), path=entry.path) from None
             mode = st.st_mode
+            name = entry.name
+            if troubled:
+                source = prefix + "\\" + name if prefix else name
+                name = b.names.place(prefix, name, _stat.S_ISDIR(mode), source)
+                if name is None:
+                    continue
+            path = prefix + "\\" + name if prefix else name
+            if troubled and _stat.S_ISDIR(mode):
+                if path in placed_dirs:
+                    merged.add(path)
+                placed_dirs.add(path)
             if _stat.S_ISREG(mode):
                 if st.st_nlink > 1:
                     inode = (st.st_dev, st.st_ino)
@@ -420,14 +473,14 @@ def _walk_directory(root: str, b: _Builder, host_files: _HostFiles) -> None:
                         b.ready.append((path, first))  # the target was queued before: it exists
                         continue
                     first_of_inode[inode] = path
-                host_files.add(path, entry.path, st, entry.name)
+                host_files.add(path, entry.path, st, name)
             elif _stat.S_ISDIR(mode):
-                b.directory(path, FileMetadata.from_stat(st, name=entry.name))
+                b.directory(path, FileMetadata.from_stat(st, name=name), placed=True)
                 subdirs.append((path, entry.path))
             elif _stat.S_ISLNK(mode):
-                md = FileMetadata.from_stat(st, name=entry.name)
+                md = FileMetadata.from_stat(st, name=name)
                 md.reparse_data = symlink_reparse(os.readlink(entry.path))
-                b.file(path, md, io.BytesIO(), 0)
+                b.file(path, md, io.BytesIO(), 0, placed=True)
             else:
                 b.summary.warnings.append("%s: not a file, directory or symlink; skipped" % entry.path)
         todo.extend(reversed(subdirs))
@@ -668,7 +721,8 @@ def _remove_region_set(directory: str, guid: str) -> None:
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,
-          expand_pe: bool = True, root_directory: Optional[str] = None, backend: str = "auto") -> BuildSummary:
+          expand_pe: bool = True, root_directory: Optional[str] = None, backend: str = "auto",
+          on_collision: str = "error", on_invalid: str = "error") -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
     from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``), or
     an MSIX/APPX package, unpacked under ``root_directory`` (msixmgr's ``-rootDirectory``) as
@@ -682,12 +736,20 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     is "1.0", "2.0" or "3.0" (docs/format.md §18; default 2.0, or the parent's).
     ``expand_pe`` False stores PE files as plain data instead of PE-image streams.  ``backend`` is
     that of :meth:`Image.create` ("auto": Windows' cimfs.dll where present, else the portable writer).
+    ``on_collision`` and ``on_invalid`` are the name policy (:mod:`.names`): by default a source
+    with two names Windows sees as one, or a name Windows cannot hold, raises
+    :class:`NameCollision` or :class:`InvalidName` (with the paths) and nothing is written; what
+    the other choices renamed, skipped, merged or replaced is listed in ``summary.names``.
     """
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
     directory, name = os.path.split(os.path.abspath(image))
     if not os.path.exists(source):
         raise BuildError("no such source: %s" % source, path=source)
+    try:
+        names = NamePolicy(on_collision, on_invalid)
+    except ValueError as e:
+        raise BuildError(str(e)) from None
     is_package = os.path.isfile(source) and msix.looks_like_package(source)
     if root_directory is not None and not is_package:
         raise BuildError("--root-directory applies to MSIX/APPX packages only", path=source)
@@ -705,7 +767,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     try:
         with Image.create(directory, temp, parent=parent_name, format_version=format_version,
                           expand_pe=expand_pe, backend=backend) as img:
-            b = _Builder(img, parent_reader, summary, progress, ignore_missing_links)
+            b = _Builder(img, parent_reader, summary, progress, ignore_missing_links, names)
             if os.path.isdir(source):
                 if layer:
                     raise BuildError("--layer takes a layer tar, not a directory", path=source)
@@ -717,6 +779,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
             else:
                 _build_from_tar(source, b, layer)
             b.finish()
+            summary.names = names.events
             img.commit()
             committed = True
         old_sets = _region_sets(image) if os.path.exists(image) else []
@@ -808,6 +871,12 @@ def add_build_command(command) -> None:
                    help="SOURCE is a folder of .msix/.appx packages: one image each, under IMAGE/NAME/NAME.cim")
     c.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="with --packages: build N packages at once (default: the number of CPUs)")
+    c.add_argument("--on-collision", choices=("error", "keep-first", "keep-last", "rename"), default="error",
+                   help="two source names that are one name on Windows (Index.html, index.html): stop "
+                        "(default), keep the first, keep the last, or rename the later one (name~2.ext)")
+    c.add_argument("--on-invalid", choices=("error", "skip", "rename", "keep"), default="error",
+                   help="a name Windows cannot hold (':', trailing dot or space, CON, AUX.c, ...): stop "
+                        "(default), skip it, repair it ('_'), or keep what the format can hold")
     c.add_argument("--no-pe-expansion", dest="expand_pe", action="store_false",
                    help="store executables as plain data, not as PE-image streams laid out for mapping "
                         "(Windows' default, ours too)")
@@ -821,7 +890,10 @@ def cmd_build(args) -> int:
     summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
                     ignore_missing_links=args.ignore_missing_links, progress=progress,
                     format_version=args.format_version, expand_pe=args.expand_pe,
-                    root_directory=args.root_directory, backend=args.backend)
+                    root_directory=args.root_directory, backend=args.backend,
+                    on_collision=args.on_collision, on_invalid=args.on_invalid)
+    for event in summary.names:
+        print("cimfs: %s" % event, file=sys.stderr)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
@@ -839,7 +911,8 @@ def _cmd_build_packages(args) -> int:
         raise BuildError("--jobs must be at least 1")
     results = build_packages(args.source, args.image, jobs=jobs, format_version=args.format_version,
                              expand_pe=args.expand_pe, root_directory=args.root_directory,
-                             ignore_missing_links=args.ignore_missing_links, backend=args.backend)
+                             ignore_missing_links=args.ignore_missing_links, backend=args.backend,
+                             on_collision=args.on_collision, on_invalid=args.on_invalid)
     failed = 0
     for package, summary, error in results:
         if error is not None:

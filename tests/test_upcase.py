@@ -164,13 +164,13 @@ def test_names_windows_folds_are_one_name_in_an_image(tmp_path, pair):
 
 
 # ---- cimfs build ----------------------------------------------------------------------------------------
-def build_from(tmp_path, names):
+def build_from(tmp_path, names, **options):
     src = tmp_path / "src"
-    src.mkdir()
+    src.mkdir(exist_ok=True)
     for i, name in enumerate(names):
         (src / name).write_bytes(b"%d" % i)
     out = str(tmp_path / "out" / "b.cim")
-    build(str(src), out)
+    build(str(src), out, **options)
     return out
 
 
@@ -183,10 +183,15 @@ def test_build_keeps_apart_names_windows_keeps_apart(tmp_path, pair):
 
 
 @pytest.mark.parametrize("pair", FOLDED, ids=pair_id)
-def test_build_makes_one_name_of_names_windows_folds(tmp_path, pair):
-    out = build_from(tmp_path, pair)
+def test_build_refuses_names_windows_folds_into_one(tmp_path, pair):
+    """Two source names that are one name on Windows stop the build (the name policy's default),
+    and with --on-collision=keep-last the later one is what the image keeps."""
+    from cimfs_cffi.build import NameCollision
+    with pytest.raises(NameCollision):
+        build_from(tmp_path, pair)
+    out = build_from(tmp_path, pair, on_collision="keep-last")
     with open_image(out) as img:
-        assert len(img.listdir()) == 1  # the later entry replaced the earlier one; no error
+        assert img.listdir() == [max(pair)]  # a directory is read in code-point order
     assert verify(out) == []
 
 
