@@ -473,7 +473,11 @@ def _walk_directory(root: str, b: _Builder, host_files: _HostFiles) -> None:
                         b.ready.append((path, first))  # the target was queued before: it exists
                         continue
                     first_of_inode[inode] = path
-                host_files.add(path, entry.path, st, name)
+                if _encodable(entry.path):
+                    host_files.add(path, entry.path, st, name)
+                else:  # a host path with undecodable bytes (its image name was repaired): Python opens it
+                    with open(entry.path, "rb") as f:
+                        b.file(path, FileMetadata.from_stat(st, name=name), f, st.st_size, placed=True)
             elif _stat.S_ISDIR(mode):
                 b.directory(path, FileMetadata.from_stat(st, name=name), placed=True)
                 subdirs.append((path, entry.path))

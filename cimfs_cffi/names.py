@@ -130,8 +130,8 @@ class NamePolicy:
         self.on_collision = on_collision
         self.on_invalid = on_invalid
         self.events: List[str] = []
-        # upcased image path -> (name as spelled, is a directory), for names this build made
-        self.taken: Dict[str, Tuple[str, bool]] = {}
+        # upcased image path -> (name as spelled, is a directory, source path), for names this build made
+        self.taken: Dict[str, Tuple[str, bool, str]] = {}
         # source directory path -> its image path (None: skipped), where they differ
         self.moved: Dict[str, Optional[str]] = {}
         self.moved_files: Dict[str, Optional[str]] = {}
@@ -157,7 +157,9 @@ class NamePolicy:
             # "keep": as it is
         key = upcase(_join(parent, name))
         existing = self.taken.get(key)
-        if existing is not None and existing[0] != name:
+        # The same source name again is a replacement (tar semantics); another one is a collision,
+        # even when spelled alike (a repaired name meeting a real one).
+        if existing is not None and existing[2] != source:
             other = _join(parent, existing[0])
             rule = "names that differ only in case are one name on Windows"
             if self.on_collision == "error":
@@ -192,7 +194,7 @@ class NamePolicy:
                 raise InvalidName("%s: %s; choose --on-invalid=skip" % (source, rule), path=source, rule=rule)
             self.events.append("skipped %s: %s" % (source, rule))
             return None
-        self.taken[key] = (name, is_dir)
+        self.taken[key] = (name, is_dir, source)
         return name
 
     def forget(self, image_path: str) -> None:
@@ -222,10 +224,8 @@ class NamePolicy:
         if source in self.moved:
             return self.moved[source]
         existing = self.taken.get(upcase(source))
-        if existing is not None and existing[1] and source.rpartition("\\")[2] == existing[0]:
-            parent = source.rpartition("\\")[0]
-            if parent not in self.moved:
-                return source  # placed before, under its own name
+        if existing is not None and existing[1] and existing[2] == source:
+            return source  # placed before, under its own name (moved ones are in self.moved)
         return self.map(source, True)
 
     def lookup(self, source: str) -> Optional[str]:
