@@ -647,7 +647,9 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
         return
     if m.isreg():
         md = _tar_metadata(m, False)
-        sparse = m.pax_headers.get(lt.SPARSE) == "1"
+        # Sparse: our own record, or a tar sparse member with no data at all (GNU tar, our export).
+        # A member with some data is stored zero-filled: the format has no partly sparse stream.
+        sparse = m.pax_headers.get(lt.SPARSE) == "1" or (m.sparse is not None and not any(n for _, n in m.sparse))
         if sparse:
             md.attributes |= SPARSE_FILE
         if not path:

@@ -4,13 +4,12 @@ Exit codes: 0 success, 1 failure (or findings from ``verify``), 2 usage.
 Errors are one line on stderr, ``cimfs: error: ...``, never a traceback.
 """
 import argparse
-import datetime as _dt
 import os
 import sys
 from typing import List, Optional
 
 from .errors import CimError
-from .metadata import parse_reparse
+from .metadata import format_filetime, parse_reparse
 from .build import add_build_command
 from .reader import (ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_HIDDEN, ATTR_READONLY, ATTR_REPARSE_POINT, ATTR_SPARSE,
                      ATTR_SYSTEM, FileInfo, open_image)
@@ -64,8 +63,7 @@ def attr_string(attributes: int) -> str:
 def _time(ticks: int) -> str:
     if not ticks:
         return "-" * 16
-    when = _dt.datetime(1601, 1, 1) + _dt.timedelta(microseconds=ticks // 10)
-    return when.strftime("%Y-%m-%d %H:%M")
+    return format_filetime(ticks)
 
 
 def _long_line(name: str, info: FileInfo) -> str:

@@ -6,6 +6,7 @@ their file as ``path:stream:$DATA`` entries.  The root's metadata is a
 ``./`` entry when it differs from the writer's default, so building the tar
 again gives an image the reader sees as identical.
 """
+import io
 import os
 import tarfile
 import tempfile
@@ -82,6 +83,19 @@ def _entry(name: str, info: FileInfo, pax: Dict[str, str]) -> tarfile.TarInfo:
     return t
 
 
+def _add_sparse(tar: tarfile.TarFile, t: tarfile.TarInfo) -> None:
+    """A stream that is all hole, as a GNU sparse 1.0 member in PAX (what GNU tar writes for a
+    file with no data): the name and real size in PAX records, a one-entry map as the data, no
+    zeros.  tar, bsdtar and Python's tarfile read it back as a sparse file of that size."""
+    sparse_map = ("1\n%d\n0\n" % t.size).encode().ljust(tarfile.BLOCKSIZE, b"\0")
+    t.pax_headers.update({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": t.name,
+                          "GNU.sparse.realsize": str(t.size)})
+    directory, _, base = t.name.rpartition("/")
+    t.name = (directory + "/" if directory else "") + "GNUSparseFile.0/" + base
+    t.size = len(sparse_map)
+    tar.addfile(t, io.BytesIO(sparse_map))
+
+
 def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileInfo) -> int:
     """The alternate streams of a file as ``name:stream:$DATA`` entries; returns how many."""
     streams = image.streams_of(info._rec)
@@ -90,6 +104,8 @@ def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileI
         t.size, t.mtime, t.mode = s.length, _ustar_mtime(info), 0o644
         if s.sparse:
             t.pax_headers = {lt.SPARSE: "1"}
+            _add_sparse(tar, t)
+            continue
         with image.stream_reader(t.name, s) as f:
             tar.addfile(t, f)
     return len(streams)
@@ -138,7 +154,9 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
                     if rec.sparse:
                         t.pax_headers[lt.SPARSE] = "1"
                 _link_entry(info, t)
-                if t.type == tarfile.REGTYPE:
+                if t.type == tarfile.REGTYPE and rec.sparse:
+                    _add_sparse(tar, t)
+                elif t.type == tarfile.REGTYPE:
                     with image.stream_reader(name, rec.default_stream) as f:
                         tar.addfile(t, f)
                 else:

@@ -23,6 +23,21 @@ MAX_BLOB = 0xFFFF
 TimeLike = Union[None, int, float, _dt.datetime]
 
 
+_CYCLE_TICKS = 146097 * 86400 * 10**7  # the Gregorian calendar repeats every 400 years, to the day
+
+
+def format_filetime(ticks: int) -> str:
+    """A FILETIME as ``YYYY-MM-DD HH:MM`` (UTC).  Every value the format holds prints: years past
+    9999 (FILETIME reaches 60056) in ISO 8601's expanded form, ``+YYYYY-MM-DD HH:MM``."""
+    cycles = 0
+    while ticks >= 20 * _CYCLE_TICKS:  # past 9601: move back whole 400-year cycles
+        ticks -= _CYCLE_TICKS
+        cycles += 1
+    when = _dt.datetime(1601, 1, 1) + _dt.timedelta(microseconds=ticks // 10)
+    year = when.year + 400 * cycles
+    return "%s%04d-%s" % ("+" if year > 9999 else "", year, when.strftime("%m-%d %H:%M"))
+
+
 def to_filetime(value: TimeLike) -> int:
     """A Windows FILETIME (100 ns ticks since 1601-01-01 UTC) from:
 
