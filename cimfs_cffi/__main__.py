@@ -1,6 +1,7 @@
-"""``python -m cimfs_cffi``: the ``cimfs`` command."""
+"""``python -m cimfs_cffi``: the ``cimfs`` command (signals are handled from here on; see
+``_cimfs_launcher``, the console script's entry point)."""
 import sys
 
-from .cli import main
+import _cimfs_launcher
 
-sys.exit(main())
+sys.exit(_cimfs_launcher.main())

@@ -24,11 +24,14 @@ Conventions (README "cimfs build"):
 * Packages (.msix/.appx): unpacked as msixmgr does for app attach (:mod:`.msix`).
 """
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import io
 import lzma
 import os
+import re
+import signal
 import stat as _stat
 import struct
 import sys
@@ -347,6 +350,7 @@ class _HostFiles:
         self.b = b
         self.pending: List[Tuple[str, str, os.stat_result, str]] = []
         self.thread: Optional[threading.Thread] = None
+        self.done = threading.Event()  # set when the batch in flight has returned
         self.batch: List = []
         self.result: List = []
 
@@ -385,16 +389,24 @@ class _HostFiles:
         keep = (paths, meta)  # alive until the call returns
 
         def run() -> None:
-            self.result = [lib.CimfsAddHostFiles(*args), args[-1][0], keep]
+            try:
+                self.result = [lib.CimfsAddHostFiles(*args), args[-1][0], keep]
+            finally:
+                self.done.set()
 
+        self.done.clear()
         self.thread = threading.Thread(target=run, name="cimfs-host-files", daemon=True)
         self.thread.start()
 
     def wait(self) -> None:
         """Let the batch in flight finish; raise its failure, naming the file."""
-        if self.thread is None:
+        if self.thread is None or self.thread.ident is None:  # never started (interrupted first)
+            self.thread = None
             return
-        self.thread.join()
+        # An Event, not Thread.join: a join interrupted by Ctrl-C can later return while the
+        # thread still runs (and the image must not be closed under a batch in flight).
+        while not self.done.wait(0.1):
+            pass
         self.thread = None
         hr, index, _ = self.result
         if hr < 0:
@@ -716,13 +728,83 @@ def _sets_in_use(directory: str) -> set:
     return used
 
 
-def _remove_region_set(directory: str, guid: str) -> None:
+def _remove_region_set(directory: str, guid: str) -> List[str]:
+    removed = []
     for name in os.listdir(directory):
         if name.lower().startswith(("region_" + guid, "objectid_" + guid)):
             try:
                 os.unlink(os.path.join(directory, name))
+                removed.append(name)
             except OSError:
                 pass
+    return removed
+
+
+_PARTIAL = re.compile(r"\..+\.[0-9a-f]{12}\.partial\Z", re.DOTALL)
+_REGION_FILE = re.compile(r"(?:region|objectid)_([0-9a-fA-F-]{36})_\d+\Z")
+
+
+def _remove_stale(directory: str, keep: str = "", orphans: bool = False) -> List[str]:
+    """What builds killed outright (SIGKILL, power loss) left, removed; call it holding the
+    directory's writer lock, so no build is between its commit and its rename.  Stale are: images
+    under a build's temporary name (``.NAME.<hex>.partial``) with the region sets only they use;
+    with ``orphans``, also region sets no image in the directory uses.  Returns what went."""
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        if name != keep and _PARTIAL.match(name):
+            own = _region_sets(os.path.join(directory, name))[-1:]
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                continue
+            in_use = _sets_in_use(directory)
+            for guid in own:
+                if guid not in in_use:
+                    removed += _remove_region_set(directory, guid)
+    if orphans:
+        in_use = {g.lower() for g in _sets_in_use(directory)}
+        present = {m.group(1).lower() for m in map(_REGION_FILE.match, os.listdir(directory)) if m}
+        for guid in sorted(present - in_use):
+            removed += _remove_region_set(directory, guid)
+    return removed
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM wait (POSIX, main thread) until the block is done, then arrive."""
+    deferable = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if deferable:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if deferable:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _remove_replaced_sets(directory: str, image: str, old_sets: List[str], summary: BuildSummary) -> None:
+    """The replaced image's region files, unless another image still uses them; best effort."""
+    try:
+        in_use = _sets_in_use(directory)
+        for guid in old_sets[-1:]:
+            if guid not in in_use:
+                _remove_region_set(directory, guid)
+    except OSError as e:
+        summary.warnings.append("old region files of %s not removed: %s" % (image, e))
+
+
+def gc(directory) -> List[str]:
+    """``cimfs gc DIR``: remove what writers killed outright left in ``directory``: temporary
+    files (``.cimfs-tmp.*``; the next writer in the directory removes them too), images under a
+    build's temporary name, and region sets that no image uses.  Waits for no one: a directory
+    with a writer at work is refused (SharingViolation).  Returns the names removed."""
+    directory = os.fspath(directory)
+    before = set(os.listdir(directory))
+    with Image.create(directory, ".cimfs-gc.%s" % uuid.uuid4().hex[:12], backend="portable"):
+        removed = _remove_stale(directory, orphans=True)  # the writer lock is held while this runs
+    gone = sorted((before - set(os.listdir(directory))) - set(removed))  # its temporaries, removed on lock
+    return sorted(removed + [n for n in gone if n.startswith(".cimfs-tmp.")])
 
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
@@ -773,6 +855,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     try:
         with Image.create(directory, temp, parent=parent_name, format_version=format_version,
                           expand_pe=expand_pe, backend=backend) as img:
+            summary.warnings += ["removed %s, left by a build that was killed" % n
+                                 for n in _remove_stale(directory, keep=temp)]
             b = _Builder(img, parent_reader, summary, progress, ignore_missing_links, names)
             if os.path.isdir(source):
                 if layer:
@@ -788,11 +872,18 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
             summary.names = names.events
             img.commit()
             committed = True
-        old_sets = _region_sets(image) if os.path.exists(image) else []
-        os.replace(temp_path, image)
-        replaced = True
+            # Still holding the directory's writer lock, so no other build can take the new
+            # image for a stale one before it has its name; and with Ctrl-C held back, so the
+            # rename and the removal of the old image's region files happen together.
+            with _signals_deferred():
+                old_sets = _region_sets(image) if os.path.exists(image) else []
+                os.replace(temp_path, image)
+                replaced = True
+                _remove_replaced_sets(directory, image, old_sets, summary)
     except BaseException:
-        if committed and not replaced:
+        # The flag can lag behind the commit (a signal right after CimCommitImage returned):
+        # whether the image exists under its temporary name is what counts.
+        if not replaced and (committed or os.path.exists(temp_path)):
             own = _region_sets(temp_path)[-1:]
             try:
                 os.unlink(temp_path)
@@ -805,13 +896,6 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         if parent_reader is not None:
             parent_reader.close()
         progress.done()
-    try:  # the replaced image's region files, unless another image still uses them; best effort
-        in_use = _sets_in_use(directory)
-        for guid in old_sets[-1:]:
-            if guid not in in_use:
-                _remove_region_set(directory, guid)
-    except OSError as e:
-        summary.warnings.append("old region files of %s not removed: %s" % (image, e))
     summary.seconds = time.monotonic() - started
     return summary
 

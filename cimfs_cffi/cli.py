@@ -197,7 +197,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--errors-only", action="store_true", help="ignore warnings (exit 0 if only warnings)")
     c.add_argument("-q", "--quiet", action="store_true", help="no count line on stderr")
     add_build_command(command)
+    c = command("gc", cmd_gc, "Remove what killed writers left in an image directory: temporary files, images "
+                "under a build's temporary name, region files no image uses.",
+                ["cimfs gc images/"])
+    c.add_argument("directory", help="the directory holding the images")
+    c.add_argument("-q", "--quiet", action="store_true", help="no list of what was removed")
     return p
+
+
+def cmd_gc(args) -> int:
+    from .build import gc
+    removed = gc(args.directory)
+    if not args.quiet:
+        for name in removed:
+            print("removed %s" % name)
+        print("%d files removed" % len(removed), file=sys.stderr)
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -209,9 +224,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         # interpreter's final flush does not complain, and stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
-        print("cimfs: interrupted", file=sys.stderr)
-        return 130
     except CimError as e:
         where = " (%s)" % e.path if e.path and e.path not in e.reason else ""
         print("cimfs: error: %s%s" % (e.reason, where), file=sys.stderr)

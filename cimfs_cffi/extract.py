@@ -202,17 +202,40 @@ def extract(image_path, dest) -> Tuple[Dict[str, int], List[str]]:
     """Extract the image at ``image_path`` into ``dest`` (created; must be empty if it exists).
 
     Returns (counts, report): counts of files, directories, links, symlinks and
-    bytes, and one line for everything that could not be kept exactly.
+    bytes, and one line for everything that could not be kept exactly.  If it stops early (an
+    error, Ctrl-C, SIGTERM), what it wrote is removed again: ``dest`` is left as it was.
     """
     dest = os.fspath(dest)
-    if os.path.lexists(dest):
+    created = not os.path.lexists(dest)
+    if not created:
         if os.path.islink(dest) or not os.path.isdir(dest):
             raise FileExistsError(17, "destination exists and is not a directory", dest)
         if os.listdir(dest):
             raise FileExistsError(17, "destination directory is not empty", dest)
     else:
         os.makedirs(dest)
-    with open_image(image_path) as image:
-        ex = _Extractor(image, dest)
-        ex.run()
-        return ex.counts, ex.report
+    try:
+        with open_image(image_path) as image:
+            ex = _Extractor(image, dest)
+            ex.run()
+            return ex.counts, ex.report
+    except BaseException:
+        _remove_written(dest, created)
+        raise
+
+
+def _remove_written(dest: str, created: bool) -> None:
+    """Undo a partial extraction: ``dest`` was empty (or absent) when it began."""
+    def writable(func, path, _exc):  # read-only files and directories of the image
+        os.chmod(os.path.dirname(path), 0o700)
+        os.chmod(path, 0o700)
+        func(path)
+
+    for name in os.listdir(dest):
+        p = os.path.join(dest, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, onerror=writable)
+        else:
+            os.unlink(p)
+    if created:
+        os.rmdir(dest)

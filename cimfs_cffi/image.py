@@ -162,16 +162,23 @@ class Image:
             parent = image_name(parent)
         out = ffi.new("CIMFS_IMAGE_HANDLE *")
         flags = 0 if expand_pe else lib.CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES
-        hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, flags,
-                                             parent if parent is not None else ffi.NULL, name, out)
-        if hr < 0:
-            missing_parent = hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND and parent
-            where = os.path.join(directory, parent if missing_parent else name)
-            raise errors.error_for(hr, _create_reason(hr, parent), path=where)
-        chosen = backend
-        if backend == "auto":
-            chosen = "system" if lib.CimfsSystemBackendAvailable() else "portable"
-        image = cls(out[0], directory, name, chosen)
+        try:
+            hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, flags,
+                                                 parent if parent is not None else ffi.NULL, name, out)
+            if hr < 0:
+                missing_parent = hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND and parent
+                where = os.path.join(directory, parent if missing_parent else name)
+                raise errors.error_for(hr, _create_reason(hr, parent), path=where)
+            chosen = backend
+            if backend == "auto":
+                chosen = "system" if lib.CimfsSystemBackendAvailable() else "portable"
+            image = cls(out[0], directory, name, chosen)
+        except BaseException:
+            # Ctrl-C can land after the handle exists and before anyone owns it: close it here,
+            # or its temporary files and directory lock would outlive the error.
+            if out[0] != ffi.NULL:
+                lib.CimCloseImage(out[0])
+            raise
         if format_version is not None:
             hr = lib.CimfsSetFormatVersion(out[0], *FORMAT_VERSIONS[format_version])
             if hr < 0:
