@@ -27,10 +27,12 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import io
 import lzma
 import os
 import re
+import shutil
 import signal
 import stat as _stat
 import struct
@@ -770,6 +772,165 @@ def _remove_stale(directory: str, keep: str = "", orphans: bool = False) -> List
     return removed
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: builds in one directory take turns (the writer's directory lock)
+    fcntl = None
+
+STAGING_PREFIX = ".cimfs-build."
+STAGING_LOCK = ".cimfs-build.lock"
+
+
+def _try_lock(path: str, create: bool = True) -> Optional[int]:
+    """An exclusive flock on ``path``, or None when someone holds it (or it is missing and not
+    ``create``)."""
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _lock_name_file(path: str) -> Optional[int]:
+    """:func:`_try_lock` on a lock file that its holder removes when done: a lock taken on a file
+    already removed (its holder finished between our open and our lock) is retried on the new one."""
+    while True:
+        fd = _try_lock(path)
+        if fd is None:
+            return None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _unlock_name_file(path: str, fd: int) -> None:
+    try:
+        os.unlink(path)  # while still holding it: see _lock_name_file
+    except OSError:
+        pass
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: str):
+    """The lock the writer takes on a directory (flock on the directory itself): waits for it."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_builds(directory: str) -> List[str]:
+    """What builds that were killed left: their staging folders and image-name lock files (nobody
+    holds their locks), and, under the directory's writer lock, images under a temporary name."""
+    removed = []
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(".cimfs-lock."):
+            fd = _lock_name_file(path)
+            if fd is not None:
+                _unlock_name_file(path, fd)
+                removed.append(name)
+            continue
+        if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
+            continue
+        fd = _try_lock(os.path.join(path, STAGING_LOCK), create=False)
+        if fd is None and (os.path.exists(os.path.join(path, STAGING_LOCK))
+                           or time.time() - os.stat(path).st_mtime < 3600):
+            continue  # alive, or just being set up
+        shutil.rmtree(path, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+        removed.append(name)
+    if any(_PARTIAL.match(n) for n in os.listdir(directory)):
+        with _directory_lock(directory):
+            removed += _remove_stale(directory)
+    return removed
+
+
+class _Staging:
+    """A private folder beside the image where one build writes it, so that builds of different
+    images in one directory run at once (the writer holds one directory per image).  A fork's
+    parent files are hard-linked in, which also keeps them alive if a sibling build replaces the
+    parent meanwhile; :meth:`publish` moves the new image into the directory, under the
+    directory's writer lock.  Builds of the same image name take turns: the second is refused."""
+
+    def __init__(self, directory: str, name: str, parent_name: Optional[str]):
+        self.directory = directory
+        self.name = name
+        token = hashlib.sha256(upcase(name).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        self.name_lock_path = os.path.join(directory, ".cimfs-lock." + token)
+        self.name_lock = _lock_name_file(self.name_lock_path)
+        if self.name_lock is None:
+            raise BuildError("another build of %s is running in %s" % (name, directory),
+                             path=os.path.join(directory, name))
+        self.path = os.path.join(directory, STAGING_PREFIX + uuid.uuid4().hex[:12])
+        self.alive: Optional[int] = None
+        self.linked: List[str] = []
+        try:
+            os.mkdir(self.path)
+            self.alive = _try_lock(os.path.join(self.path, STAGING_LOCK))
+            if parent_name:
+                self._link_parent(parent_name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _link_parent(self, parent_name: str) -> None:
+        sets = {g.lower() for g in _region_sets(os.path.join(self.directory, parent_name))}
+        for name in os.listdir(self.directory):
+            m = _REGION_FILE.match(name)
+            if name == parent_name or (m and m.group(1).lower() in sets):
+                os.link(os.path.join(self.directory, name), os.path.join(self.path, name))
+                if name != parent_name:
+                    self.linked.append(name)
+
+    def publish(self, summary: BuildSummary) -> None:
+        """The new image's region files, then the image itself, into the directory."""
+        staged = os.path.join(self.path, self.name)
+        own = _region_sets(staged)[-1]
+        final = os.path.join(self.directory, self.name)
+        with _directory_lock(self.directory) as dir_fd, _signals_deferred():
+            for name in self.linked:  # a sibling may have replaced the parent and removed these
+                if not os.path.exists(os.path.join(self.directory, name)):
+                    os.link(os.path.join(self.path, name), os.path.join(self.directory, name))
+            for name in os.listdir(self.path):
+                m = _REGION_FILE.match(name)
+                if m and m.group(1).lower() == own.lower():
+                    os.replace(os.path.join(self.path, name), os.path.join(self.directory, name))
+            _fsync_directory(dir_fd)  # the regions are in place before the image names them
+            old_sets = _region_sets(final) if os.path.exists(final) else []
+            os.replace(staged, final)
+            _fsync_directory(dir_fd)
+            _remove_replaced_sets(self.directory, final, old_sets, summary)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.alive is not None:
+            os.close(self.alive)
+        if self.name_lock is not None:
+            _unlock_name_file(self.name_lock_path, self.name_lock)
+        self.alive = self.name_lock = None
+
+
+def _fsync_directory(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse it on directories; the renames are ordered anyway
+
+
 @contextlib.contextmanager
 def _signals_deferred():
     """SIGINT and SIGTERM wait (POSIX, main thread) until the block is done, then arrive."""
@@ -801,10 +962,45 @@ def gc(directory) -> List[str]:
     with a writer at work is refused (SharingViolation).  Returns the names removed."""
     directory = os.fspath(directory)
     before = set(os.listdir(directory))
+    removed = _remove_dead_builds(directory) if fcntl is not None else []
     with Image.create(directory, ".cimfs-gc.%s" % uuid.uuid4().hex[:12], backend="portable"):
-        removed = _remove_stale(directory, orphans=True)  # the writer lock is held while this runs
+        removed += _remove_stale(directory, orphans=True)  # the writer lock is held while this runs
     gone = sorted((before - set(os.listdir(directory))) - set(removed))  # its temporaries, removed on lock
     return sorted(removed + [n for n in gone if n.startswith(".cimfs-tmp.")])
+
+
+def _build_in_place(directory: str, name: str, image: str, options: dict, fill, summary: BuildSummary) -> None:
+    """Where flock is missing (Windows): the image is written under a temporary name in its own
+    directory, holding the directory's writer lock until it has taken its name."""
+    temp = ".%s.%s.partial" % (name, uuid.uuid4().hex[:12])
+    temp_path = os.path.join(directory, temp)
+    committed = replaced = False
+    try:
+        with Image.create(directory, temp, **options) as img:
+            summary.warnings += ["removed %s, left by a build that was killed" % n
+                                 for n in _remove_stale(directory, keep=temp)]
+            fill(img)
+            committed = True
+            # Still holding the directory's writer lock, so no other build can take the new
+            # image for a stale one before it has its name; and with Ctrl-C held back, so the
+            # rename and the removal of the old image's region files happen together.
+            with _signals_deferred():
+                old_sets = _region_sets(image) if os.path.exists(image) else []
+                os.replace(temp_path, image)
+                replaced = True
+                _remove_replaced_sets(directory, image, old_sets, summary)
+    except BaseException:
+        # The flag can lag behind the commit (a signal right after CimCommitImage returned):
+        # whether the image exists under its temporary name is what counts.
+        if not replaced and (committed or os.path.exists(temp_path)):
+            own = _region_sets(temp_path)[-1:]
+            try:
+                os.unlink(temp_path)
+            except OSError:
+                pass
+            for guid in own:
+                _remove_region_set(directory, guid)
+        raise
 
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
@@ -847,51 +1043,38 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     os.makedirs(directory, exist_ok=True)
     progress = progress or Progress(enabled=False)
     summary = BuildSummary(image=image)
-    temp = ".%s.%s.partial" % (name, uuid.uuid4().hex[:12])
-    temp_path = os.path.join(directory, temp)
     parent_reader = open_image(os.path.join(directory, parent_name)) if parent_name else None
-    committed = replaced = False
-    old_sets: List[str] = []
+
+    def fill(img: Image) -> None:
+        b = _Builder(img, parent_reader, summary, progress, ignore_missing_links, names)
+        if os.path.isdir(source):
+            if layer:
+                raise BuildError("--layer takes a layer tar, not a directory", path=source)
+            _build_from_directory(source, b)
+        elif is_package:
+            if layer:
+                raise BuildError("--layer takes a layer tar, not a package", path=source)
+            _build_from_package(source, b, root_directory)
+        else:
+            _build_from_tar(source, b, layer)
+        b.finish()
+        summary.names = names.events
+        img.commit()
+
+    options = dict(parent=parent_name, format_version=format_version, expand_pe=expand_pe, backend=backend)
     try:
-        with Image.create(directory, temp, parent=parent_name, format_version=format_version,
-                          expand_pe=expand_pe, backend=backend) as img:
+        if fcntl is not None:
             summary.warnings += ["removed %s, left by a build that was killed" % n
-                                 for n in _remove_stale(directory, keep=temp)]
-            b = _Builder(img, parent_reader, summary, progress, ignore_missing_links, names)
-            if os.path.isdir(source):
-                if layer:
-                    raise BuildError("--layer takes a layer tar, not a directory", path=source)
-                _build_from_directory(source, b)
-            elif is_package:
-                if layer:
-                    raise BuildError("--layer takes a layer tar, not a package", path=source)
-                _build_from_package(source, b, root_directory)
-            else:
-                _build_from_tar(source, b, layer)
-            b.finish()
-            summary.names = names.events
-            img.commit()
-            committed = True
-            # Still holding the directory's writer lock, so no other build can take the new
-            # image for a stale one before it has its name; and with Ctrl-C held back, so the
-            # rename and the removal of the old image's region files happen together.
-            with _signals_deferred():
-                old_sets = _region_sets(image) if os.path.exists(image) else []
-                os.replace(temp_path, image)
-                replaced = True
-                _remove_replaced_sets(directory, image, old_sets, summary)
-    except BaseException:
-        # The flag can lag behind the commit (a signal right after CimCommitImage returned):
-        # whether the image exists under its temporary name is what counts.
-        if not replaced and (committed or os.path.exists(temp_path)):
-            own = _region_sets(temp_path)[-1:]
+                                 for n in _remove_dead_builds(directory)]
+            staging = _Staging(directory, name, parent_name)
             try:
-                os.unlink(temp_path)
-            except OSError:
-                pass
-            for guid in own:
-                _remove_region_set(directory, guid)
-        raise
+                with Image.create(staging.path, name, **options) as img:
+                    fill(img)
+                staging.publish(summary)
+            finally:
+                staging.close()
+        else:
+            _build_in_place(directory, name, image, options, fill, summary)
     finally:
         if parent_reader is not None:
             parent_reader.close()

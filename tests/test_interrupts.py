@@ -47,14 +47,26 @@ def run_and_signal(args, cwd, ready, sig, delay):
     return p.returncode, err
 
 
+def writing(out):
+    """True once a build is writing its image (in its staging folder, or in place)."""
+    def ready():
+        for name in os.listdir(out):
+            if name.startswith(".cimfs-tmp."):
+                return True
+            if name.startswith(".cimfs-build.") and any(n.startswith(".cimfs-tmp.")
+                                                        for n in os.listdir(os.path.join(out, name))):
+                return True
+        return False
+    return ready
+
+
 @pytest.mark.parametrize("sig, status, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_a_signalled_build_leaves_the_previous_image_and_nothing_else(source, tmp_path, sig, status, word, delay):
     out = tmp_path / "out"
     build(source, out / "x.cim")
     before = sorted(os.listdir(out))
-    rc, err = run_and_signal(["build", "-q", str(source), "out/x.cim"], tmp_path,
-                             lambda: any(n.startswith(".cimfs-tmp.") for n in os.listdir(out)), sig, delay)
+    rc, err = run_and_signal(["build", "-q", str(source), "out/x.cim"], tmp_path, writing(out), sig, delay)
     after = sorted(os.listdir(out))
     assert [f for f in verify(out / "x.cim") if f.severity == "error"] == []
     if rc in (0, -sig):  # it finished first (the signal met the interpreter's exit): a new image
@@ -91,13 +103,14 @@ def test_sigkill_leftovers_are_removed_by_the_next_build(source, tmp_path):
     out = tmp_path / "out"
     build(source, out / "x.cim")
     before = sorted(os.listdir(out))
-    rc, _ = run_and_signal(["build", "-q", str(source), "out/x.cim"], tmp_path,
-                           lambda: any(n.startswith(".cimfs-tmp.") for n in os.listdir(out)), signal.SIGKILL, 0.05)
+    rc, _ = run_and_signal(["build", "-q", str(source), "out/x.cim"], tmp_path, writing(out), signal.SIGKILL, 0.05)
     assert rc == -signal.SIGKILL
     left = sorted(set(os.listdir(out)) - set(before))
-    assert left and all(n.startswith(".cimfs-tmp.") for n in left)  # the writer's temporaries
-    build(source, out / "y.cim")  # the next writer in the directory removes them at once
-    assert not [n for n in os.listdir(out) if n.startswith(".cimfs-tmp.")]
+    assert left and all(n.startswith((".cimfs-tmp.", ".cimfs-build.", ".cimfs-lock.")) for n in left)
+    summary = build(source, out / "y.cim")  # the next build in the directory removes them at once
+    new = set(os.listdir(out)) - set(before)
+    assert "y.cim" in new and all(n == "y.cim" or n.startswith(("region_", "objectid_")) for n in new)
+    assert len(summary.warnings) == len(left)
 
 
 def stale_partial(out):

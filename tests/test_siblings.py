@@ -1,0 +1,84 @@
+"""Builds of different images in one directory run at once; builds of the same image take turns
+(the second is refused); a fork survives its parent being rebuilt meanwhile."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cimfs_cffi import open_image, verify
+from cimfs_cffi import build as build_module
+from cimfs_cffi.build import build
+
+pytestmark = pytest.mark.skipif(build_module.fcntl is None, reason="needs flock (POSIX); Windows builds take turns")
+
+
+def make_tree(root, files, seed, size=20000, prefix="f"):
+    root.mkdir()
+    for i in range(files):
+        (root / ("%s%04d" % (prefix, i))).write_bytes(bytes([seed]) * size + b"%d" % i)
+    return root
+
+
+def cimfs(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "cimfs_cffi", *args], cwd=str(cwd), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_builds_of_different_images_in_one_directory_run_at_once(tmp_path):
+    sources = [make_tree(tmp_path / ("s%d" % k), 300, k) for k in range(4)]
+    procs = [cimfs("build", "-q", str(s), "out/img%d.cim" % k, cwd=tmp_path) for k, s in enumerate(sources)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert results == [(0, "")] * 4
+    for k in range(4):
+        image = tmp_path / "out" / ("img%d.cim" % k)
+        assert verify(image) == []
+        with open_image(image) as img:
+            assert img.read_bytes("f0007") == bytes([k]) * 20000 + b"7"
+    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]  # no staging or lock left
+
+
+def test_a_second_build_of_the_same_image_is_refused_and_nothing_mixes(tmp_path):
+    slow = make_tree(tmp_path / "slow", 2500, 1)
+    fast = make_tree(tmp_path / "fast", 3, 2)
+    first = cimfs("build", "-q", str(slow), "out/x.cim", cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "out").exists() or \
+            not any(n.startswith(".cimfs-build.") for n in os.listdir(tmp_path / "out")):
+        time.sleep(0.005)
+    second = cimfs("build", "-q", str(fast), "out/x.cim", cwd=tmp_path)
+    rc2, err2 = second.wait(timeout=60), second.stderr.read()
+    rc1 = first.wait(timeout=120)
+    if rc2 == 0:
+        pytest.skip("the first build ended before the second began")
+    assert rc1 == 0 and rc2 == 1 and "another build of x.cim is running" in err2
+    assert verify(tmp_path / "out" / "x.cim") == []
+    with open_image(tmp_path / "out" / "x.cim") as img:
+        assert len(img.listdir()) == 2500
+
+
+def test_a_fork_survives_its_parent_being_rebuilt_meanwhile(tmp_path):
+    base = make_tree(tmp_path / "base", 50, 3)
+    build(base, tmp_path / "out" / "p.cim")
+    child_src = make_tree(tmp_path / "child", 2500, 4, prefix="g")
+    child = cimfs("build", "-q", "--parent", "p.cim", str(child_src), "out/c.cim", cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(n.startswith(".cimfs-build.") for n in os.listdir(tmp_path / "out")):
+        time.sleep(0.005)
+    build(make_tree(tmp_path / "base2", 10, 5), tmp_path / "out" / "p.cim")  # replaces p.cim, drops its old regions
+    assert child.wait(timeout=120) == 0, child.stderr.read()
+    assert verify(tmp_path / "out" / "c.cim") == []
+    with open_image(tmp_path / "out" / "c.cim") as img:
+        assert img.read_bytes("f0001") == bytes([3]) * 20000 + b"1"  # from the first parent, still readable
+        assert img.read_bytes("g0001") == bytes([4]) * 20000 + b"1"
+        assert len(img.listdir()) == 50 + 2500
+
+
+def test_without_flock_builds_take_turns_in_place(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "fcntl", None)
+    src = make_tree(tmp_path / "s", 5, 6)
+    build(src, tmp_path / "out" / "x.cim")
+    build(src, tmp_path / "out" / "x.cim")  # replaced in place
+    assert verify(tmp_path / "out" / "x.cim") == []
+    assert len([n for n in os.listdir(tmp_path / "out") if n.startswith("region_")]) == 3
