@@ -2,7 +2,6 @@
 line, no temporary file left, the previous image intact; what SIGKILL leaves, the next build or
 `cimfs gc` removes."""
 import os
-import shutil
 import signal
 import subprocess
 import sys

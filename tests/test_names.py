@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
