@@ -48,7 +48,7 @@ def sparse_image(directory):
 def test_ls_prints_far_future_times(tmp_path):
     image = sparse_image(tmp_path)
     out = subprocess.run([sys.executable, "-m", "cimfs_cffi", "ls", "-l", image], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=str(tmp_path)).stdout  # not the checkout: the installed package
     assert "+30828-09-14 02:48 big.bin" in out
 
 
