@@ -146,5 +146,6 @@ def test_gc_removes_unused_region_files_and_waits_for_no_writer(tmp_path):
     with open_image(tmp_path / "out" / "a.cim") as img:
         assert img.read_bytes("f") == b"x"
     with Image.create(tmp_path / "out", "busy.cim"):
-        proc = subprocess.run(cimfs_command() + ["gc", str(tmp_path / "out")], capture_output=True, text=True)
+        proc = subprocess.run(cimfs_command() + ["gc", str(tmp_path / "out")], capture_output=True, text=True,
+                              cwd=str(tmp_path))
         assert proc.returncode == 1 and "cimfs: error:" in proc.stderr
