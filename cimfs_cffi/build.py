@@ -796,11 +796,25 @@ def _try_lock(path: str, create: bool = True) -> Optional[int]:
     return fd
 
 
-def _lock_name_file(path: str) -> Optional[int]:
+def _lock_name_file(path: str, create: bool = True) -> Optional[int]:
     """:func:`_try_lock` on a lock file that its holder removes when done: a lock taken on a file
-    already removed (its holder finished between our open and our lock) is retried on the new one."""
+    already removed (its holder finished between our open and our lock) is retried on the new one.
+    A new lock file appears already locked (made under another name, locked, then linked), so no
+    cleaner can take a live build's lock for a dead one."""
+    if create:
+        fresh = "%s.%s.new" % (path, uuid.uuid4().hex[:12])
+        fd = _try_lock(fresh)
+        if fd is None:
+            return None
+        try:
+            os.link(fresh, path)
+            return fd
+        except FileExistsError:
+            os.close(fd)
+        finally:
+            os.unlink(fresh)
     while True:
-        fd = _try_lock(path)
+        fd = _try_lock(path, create=False)
         if fd is None:
             return None
         try:
@@ -833,30 +847,46 @@ def _directory_lock(directory: str):
 
 def _remove_dead_builds(directory: str) -> List[str]:
     """What builds that were killed left: their staging folders and image-name lock files (nobody
-    holds their locks), and, under the directory's writer lock, images under a temporary name."""
+    holds their locks), and, under the directory's writer lock, images under a temporary name.
+    Other builds come and go meanwhile: an entry that vanishes is simply not ours to remove."""
     removed = []
     for name in os.listdir(directory):
-        path = os.path.join(directory, name)
-        if name.startswith(".cimfs-lock."):
-            fd = _lock_name_file(path)
-            if fd is not None:
-                _unlock_name_file(path, fd)
+        try:
+            if _remove_if_dead(directory, name):
                 removed.append(name)
-            continue
-        if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
-            continue
-        fd = _try_lock(os.path.join(path, STAGING_LOCK), create=False)
-        if fd is None and (os.path.exists(os.path.join(path, STAGING_LOCK))
-                           or time.time() - os.stat(path).st_mtime < 3600):
-            continue  # alive, or just being set up
-        shutil.rmtree(path, ignore_errors=True)
-        if fd is not None:
-            os.close(fd)
-        removed.append(name)
+        except FileNotFoundError:
+            pass
     if any(_PARTIAL.match(n) for n in os.listdir(directory)):
         with _directory_lock(directory):
             removed += _remove_stale(directory)
     return removed
+
+
+def _remove_if_dead(directory: str, name: str) -> bool:
+    path = os.path.join(directory, name)
+    if name.startswith(".cimfs-lock.") and not name.endswith(".new"):
+        fd = _lock_name_file(path, create=False)  # never create one: that is for builds
+        if fd is None:
+            return False
+        _unlock_name_file(path, fd)
+        return True
+    if name.startswith(".cimfs-prep."):  # killed while setting up (a moment's window)
+        if time.time() - os.stat(path).st_mtime < 3600:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
+        return False
+    fd = _try_lock(os.path.join(path, STAGING_LOCK), create=False)
+    if fd is None:
+        # Alive (a staging folder is locked before it gets this name), unless its lock file is
+        # gone too: a build killed while removing its folder; then only age tells.
+        if os.path.exists(os.path.join(path, STAGING_LOCK)) or time.time() - os.stat(path).st_mtime < 3600:
+            return False
+    shutil.rmtree(path, ignore_errors=True)
+    if fd is not None:
+        os.close(fd)
+    return True
 
 
 class _Staging:
@@ -872,15 +902,23 @@ class _Staging:
         token = hashlib.sha256(upcase(name).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         self.name_lock_path = os.path.join(directory, ".cimfs-lock." + token)
         self.name_lock = _lock_name_file(self.name_lock_path)
+        deadline = time.monotonic() + 0.5
+        while self.name_lock is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # another build's cleanup may hold a dead lock for a moment
+            self.name_lock = _lock_name_file(self.name_lock_path)
         if self.name_lock is None:
             raise BuildError("another build of %s is running in %s" % (name, directory),
                              path=os.path.join(directory, name))
-        self.path = os.path.join(directory, STAGING_PREFIX + uuid.uuid4().hex[:12])
+        token = uuid.uuid4().hex[:12]
+        self.path = os.path.join(directory, ".cimfs-prep." + token)
         self.alive: Optional[int] = None
         self.linked: List[str] = []
         try:
+            # Made under another name and locked first, so that it is never seen unlocked.
             os.mkdir(self.path)
             self.alive = _try_lock(os.path.join(self.path, STAGING_LOCK))
+            os.rename(self.path, os.path.join(directory, STAGING_PREFIX + token))
+            self.path = os.path.join(directory, STAGING_PREFIX + token)
             if parent_name:
                 self._link_parent(parent_name)
         except BaseException:
