@@ -206,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_gc(args) -> int:
-    from .build import gc
+    from .publish import gc
     removed = gc(args.directory)
     if not args.quiet:
         for name in removed:

@@ -23,7 +23,7 @@ from typing import Optional
 
 __all__ = [
     "CimError", "InvalidArgument", "PathNotFound", "AccessDenied", "AlreadyExists", "SharingViolation",
-    "StreamFull", "DiskFull", "OutOfMemory", "NotSupported", "CorruptImage", "check", "error_for",
+    "StreamFull", "DiskFull", "OutOfMemory", "NotSupported", "CorruptImage", "BuildError", "check", "error_for",
 ]
 
 E_INVALIDARG = 0x80070057
@@ -174,3 +174,13 @@ def check(hresult: int, message: Optional[str] = None, **where) -> int:
     if hresult < 0:
         raise error_for(hresult, message, **where)
     return hresult
+
+
+class BuildError(CimError):
+    """A build stopped: bad source entry, unreadable file, missing link target..."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None, existing_path: Optional[str] = None):
+        super().__init__(E_INVALIDARG, message, path=path, existing_path=existing_path)
+
+    def __reduce__(self):
+        return (BuildError, (self.reason,), {"path": self.path, "existing_path": self.existing_path})

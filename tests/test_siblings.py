@@ -8,10 +8,10 @@ import time
 import pytest
 
 from cimfs_cffi import open_image, verify
-from cimfs_cffi import build as build_module
+from cimfs_cffi import publish
 from cimfs_cffi.build import build
 
-pytestmark = pytest.mark.skipif(build_module.fcntl is None, reason="needs flock (POSIX); Windows builds take turns")
+pytestmark = pytest.mark.skipif(publish.fcntl is None, reason="needs flock (POSIX); Windows builds take turns")
 
 
 def make_tree(root, files, seed, size=20000, prefix="f"):
@@ -42,7 +42,7 @@ def test_builds_of_different_images_in_one_directory_run_at_once(tmp_path):
 def test_a_second_build_of_the_same_image_is_refused_and_nothing_mixes(tmp_path):
     src = make_tree(tmp_path / "src", 3, 2)
     (tmp_path / "out").mkdir()
-    running = build_module._Staging(str(tmp_path / "out"), "X.cim", None)  # a build of x.cim at work
+    running = publish.Staging(str(tmp_path / "out"), "X.cim", None)  # a build of x.cim at work
     try:
         second = cimfs("build", "-q", str(src), "out/x.cim", cwd=tmp_path)
         assert second.wait(timeout=60) == 1
@@ -74,7 +74,7 @@ def test_a_fork_survives_its_parent_being_rebuilt_meanwhile(tmp_path):
 
 
 def test_without_flock_builds_take_turns_in_place(tmp_path, monkeypatch):
-    monkeypatch.setattr(build_module, "fcntl", None)
+    monkeypatch.setattr(publish, "fcntl", None)
     src = make_tree(tmp_path / "s", 5, 6)
     build(src, tmp_path / "out" / "x.cim")
     build(src, tmp_path / "out" / "x.cim")  # replaced in place
