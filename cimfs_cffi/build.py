@@ -757,7 +757,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
 
     options = dict(parent=parent_name, format_version=format_version, expand_pe=expand_pe, backend=backend)
     try:
-        if publish.fcntl is not None:
+        if publish.can_stage(directory, fork=parent_name is not None):
             summary.warnings += ["removed %s, left by a build that was killed" % n
                                  for n in publish.remove_dead_builds(directory)]
             staging = publish.Staging(directory, name, parent_name)

@@ -99,6 +99,29 @@ STAGING_PREFIX = ".cimfs-build."
 STAGING_LOCK = ".cimfs-build.lock"
 
 
+def can_stage(directory: str, fork: bool) -> bool:
+    """Whether builds in ``directory`` can use staging folders: flock, and for a fork hard links
+    (some file systems have none; builds there take turns in place)."""
+    if fcntl is None:
+        return False
+    if not fork:
+        return True
+    probe = os.path.join(directory, ".cimfs-prep.%s.link" % uuid.uuid4().hex[:12])
+    try:
+        with open(probe, "wb"):
+            pass
+        os.link(probe, probe + "2")
+        os.unlink(probe + "2")
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
 def _try_lock(path: str, create: bool = True) -> Optional[int]:
     """An exclusive flock on ``path``, or None when someone holds it (or it is missing and not
     ``create``)."""

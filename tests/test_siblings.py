@@ -80,3 +80,15 @@ def test_without_flock_builds_take_turns_in_place(tmp_path, monkeypatch):
     build(src, tmp_path / "out" / "x.cim")  # replaced in place
     assert verify(tmp_path / "out" / "x.cim") == []
     assert len([n for n in os.listdir(tmp_path / "out") if n.startswith("region_")]) == 3
+
+
+def test_without_hard_links_a_fork_builds_in_place(tmp_path, monkeypatch):
+    src = make_tree(tmp_path / "s", 5, 7)
+    build(src, tmp_path / "out" / "p.cim")
+
+    def no_links(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(publish.os, "link", no_links)
+    build(make_tree(tmp_path / "c", 3, 8, prefix="g"), tmp_path / "out" / "c.cim", parent="p.cim")
+    with open_image(tmp_path / "out" / "c.cim") as img:
+        assert sorted(img.listdir()) == ["f0000", "f0001", "f0002", "f0003", "f0004", "g0000", "g0001", "g0002"]
