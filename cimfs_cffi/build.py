@@ -56,9 +56,12 @@ from .reader import CimImage, open_image
 __all__ = ["build", "build_packages", "BuildSummary", "BuildError", "NameCollision", "InvalidName"]
 
 COPY_CHUNK = 1 << 20
+MAX_HOLE_FILL = 64 << 20       # zeros a partly sparse tar member may cost (more: refused)
+MAX_PART_RATIO, MAX_PART_PLAIN = 200, 256 << 20  # a package part that inflates beyond both: refused
 # What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).
 # CimError is an OSError too, but it comes from the writer (a full disk is not a damaged tar).
-_DECODE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+# ValueError and OverflowError: tarfile's answer to PAX numbers it cannot hold (a 5,000-digit size).
+_DECODE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, OverflowError)
 
 
 def _decode_errors() -> tuple:
@@ -180,16 +183,18 @@ class _Builder:
         return self.parent.exists(path)
 
     def ensure_parents(self, path: str) -> None:
+        missing = []
         parent = path.rpartition("\\")[0]
-        if _key(parent) in self.dirs:
-            return
-        self.ensure_parents(parent)
-        if not self.in_parent(parent):
-            self.before_change(parent)
-            self.writer.add_directory(parent)
-            self.made.add(_key(parent))
-            self.summary.directories += 1
-        self.dirs.add(_key(parent))
+        while _key(parent) not in self.dirs:  # a loop, not recursion: paths can be very deep
+            missing.append(parent)
+            parent = parent.rpartition("\\")[0]
+        for parent in reversed(missing):
+            if not self.in_parent(parent):
+                self.before_change(parent)
+                self.writer.add_directory(parent)
+                self.made.add(_key(parent))
+                self.summary.directories += 1
+            self.dirs.add(_key(parent))
 
     def before_change(self, path: str) -> None:
         """Make pending links first if they involve ``path`` (tar semantics: a link binds to
@@ -297,18 +302,25 @@ class _Builder:
             self.made = {m for m in self.made if not m.startswith(below)}
 
     def finish(self) -> None:
-        """Make the remaining links: those ready, then, round by round, those whose target came
-        later in the source (a chain resolves one link per round)."""
+        """Make the remaining links: those whose target exists now, then those waiting for one of
+        the links just made (a chain, however long, in time linear in its length)."""
         self.flush_links()
-        pending = self.later
-        while pending:
-            ready = [(new, target) for new, target in pending if self._target_exists(target)]
-            if not ready:
-                break
-            for new, target in ready:
-                self._link(new, target)
+        waiting: Dict[str, List[Tuple[str, str]]] = {}
+        ready: List[Tuple[str, str]] = []
+        for new, source_target in self.later:
+            if self._target_exists(source_target):
+                ready.append((new, source_target))
+            else:
+                target = self.names.lookup(source_target)
+                waiting.setdefault(_key(target) if target is not None else "", []).append((new, source_target))
+        while ready:
+            for new, source_target in ready:
+                self._link(new, source_target)
             self.flush_links()
-            pending = [pair for pair in pending if _key(pair[0]) not in self.made]
+            made, ready = ready, []
+            for new, _ in made:
+                ready += waiting.pop(_key(new), [])
+        pending = [pair for pairs in waiting.values() for pair in pairs]
         for new, target in pending:
             if not self.ignore_missing_links:
                 raise BuildError("hard link %s -> %s: the target is not in the source%s"
@@ -552,7 +564,11 @@ def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
         except ValueError as e:
             raise BuildError("tar entry %r: %s: %s" % (where, key, e), path=where) from None
 
-    mtime = when("mtime", _time_arg(lt.filetime_from_pax(str(int(m.mtime)))))
+    try:
+        fallback = _time_arg(lt.filetime_from_pax(str(int(m.mtime))))
+    except (ValueError, OverflowError):
+        raise BuildError("tar entry %r: its modification time is out of range" % where, path=where) from None
+    mtime = when("mtime", fallback)
     md = FileMetadata(last_write_time=mtime, last_access_time=when("atime", mtime),
                       change_time=when("ctime", mtime), creation_time=when(lt.CREATIONTIME, mtime))
     if lt.FILEATTR in pax:
@@ -649,6 +665,12 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
         # Sparse: our own record, or a tar sparse member with no data at all (GNU tar, our export).
         # A member with some data is stored zero-filled: the format has no partly sparse stream.
         sparse = m.pax_headers.get(lt.SPARSE) == "1" or (m.sparse is not None and not any(n for _, n in m.sparse))
+        if m.sparse is not None and not sparse:
+            data = sum(n for _, n in m.sparse)
+            if m.size - data > max(MAX_HOLE_FILL, 8 * data):
+                raise BuildError("tar entry %r is a sparse file of %d bytes with %d bytes of data: the image "
+                                 "format would store its holes as zeros, and writing that many is refused"
+                                 % (m.name, m.size, data), path=m.name)
         if sparse:
             md.attributes |= SPARSE_FILE
         if not path:
@@ -668,6 +690,9 @@ def _build_from_package(path: str, b: _Builder, root_directory: Optional[str]) -
                 if info is None:
                     b.directory(image_path_, md)
                     continue
+                if info.file_size > MAX_PART_PLAIN and info.file_size > MAX_PART_RATIO * max(info.compress_size, 1):
+                    raise BuildError("%s: part %r would inflate %d bytes into %d (a zip bomb?); refused"
+                                     % (path, info.filename, info.compress_size, info.file_size), path=path)
                 try:
                     with package.open(info) as part:
                         b.file(image_path_, md, part, info.file_size)

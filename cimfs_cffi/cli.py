@@ -225,7 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except CimError as e:
-        where = " (%s)" % e.path if e.path and e.path not in e.reason else ""
+        shown = e.path if not e.path or len(e.path) < 300 else e.path[:150] + "..." + e.path[-100:]
+        where = " (%s)" % shown if e.path and e.path not in e.reason and shown not in e.reason else ""
         print("cimfs: error: %s%s" % (e.reason, where), file=sys.stderr)
     except (OSError, ValueError, Failure) as e:
         if isinstance(e, OSError) and e.strerror:

@@ -189,13 +189,17 @@ class NamePolicy:
                 self.events.append("renamed %s to %s: %s (%s)" % (source, _join(parent, fixed), rule, other))
                 name, key = fixed, upcase(_join(parent, fixed))
         if _units(_join(parent, name)) > MAX_PATH_UNITS:
-            rule = "a path longer than %d UTF-16 units" % MAX_PATH_UNITS
-            if self.on_invalid in ("error", "keep", "rename"):
-                raise InvalidName("%s: %s; choose --on-invalid=skip" % (source, rule), path=source, rule=rule)
-            self.events.append("skipped %s: %s" % (source, rule))
-            return None
+            return self._too_long(source)
         self.taken[key] = (name, is_dir, source)
         return name
+
+    def _too_long(self, source: str) -> None:
+        rule = "a path longer than %d UTF-16 units" % MAX_PATH_UNITS
+        if self.on_invalid in ("error", "keep", "rename"):
+            shown = source if len(source) < 200 else source[:100] + "..." + source[-60:]
+            raise InvalidName("%s: %s; choose --on-invalid=skip" % (shown, rule), path=source, rule=rule)
+        self.events.append("skipped %s: %s" % (source, rule))
+        return None
 
     def forget(self, image_path: str) -> None:
         """A whiteout removed ``image_path``: its name is free again."""
@@ -207,6 +211,8 @@ class NamePolicy:
         directory above it) is left out.  Parents are placed as directories on the way."""
         if not source:
             return ""
+        if len(source) > MAX_PATH_UNITS and _units(source) > MAX_PATH_UNITS:
+            return self._too_long(source)  # decided before any work on its (possibly 100,000) parts
         parent_source, _, name = source.rpartition("\\")
         parent = self.directory(parent_source)
         if parent is None:
@@ -218,15 +224,32 @@ class NamePolicy:
         return path
 
     def directory(self, source: str) -> Optional[str]:
-        """The image path of source directory ``source``, placing it if it is new."""
-        if not source:
-            return ""
+        """The image path of source directory ``source``, placing it (and the directories above it
+        that are new) if it is new.  A loop, not recursion: paths can be very deep."""
+        if len(source) > MAX_PATH_UNITS and _units(source) > MAX_PATH_UNITS:
+            return self._too_long(source)
+        chain = []
+        known = source
+        while known and not self._known(known):
+            chain.append(known)
+            known = known.rpartition("\\")[0]
+        image = self.moved.get(known, known) if known else ""
+        for src in reversed(chain):
+            if image is None:  # a directory above was left out
+                self.moved[src] = None
+                continue
+            name = self.place(image, src.rpartition("\\")[2], True, src)
+            path = None if name is None else _join(image, name)
+            if path != src:
+                self.moved[src] = path
+            image = path
+        return image
+
+    def _known(self, source: str) -> bool:
         if source in self.moved:
-            return self.moved[source]
+            return True
         existing = self.taken.get(upcase(source))
-        if existing is not None and existing[1] and existing[2] == source:
-            return source  # placed before, under its own name (moved ones are in self.moved)
-        return self.map(source, True)
+        return existing is not None and existing[1] and existing[2] == source
 
     def lookup(self, source: str) -> Optional[str]:
         """The image path of an entry placed before (a hard link's target)."""
