@@ -19,7 +19,7 @@ $CC -std=c11 $SAN -Wall -Ilibcimfs tests/c/leak_check.c libcimfs/*.c -o "$WORK/l
 mkdir "$WORK/images"
 ASAN_OPTIONS=detect_leaks=1 "$WORK/leak_check" "$WORK/images"
 echo "== sanitizers: PE planner fuzz"
-$CC -std=c11 $SAN -Wall -Ilibcimfs tests/c/fuzz_pe.c libcimfs/cim_pe.c -o "$WORK/fuzz_pe"
+$CC -std=c11 $SAN -Wall -Ilibcimfs -Itests/c tests/c/fuzz_pe.c libcimfs/cim_pe.c -o "$WORK/fuzz_pe"
 "$WORK/fuzz_pe" 300000
 
 echo "== sanitizers: pytest against the instrumented extension"

@@ -81,18 +81,19 @@ def cmd_ls(args) -> int:
         if not info.is_dir:
             print(_long_line(info.path, info) if args.long else info.path)
             return 0
-        todo = [info.path]
-        first = True
-        while todo:
-            directory = todo.pop(0)
-            entries = image.scandir(directory)
-            if args.recursive:
-                print("%s%s:" % ("" if first else "\n", "\\" + directory))
-            first = False
-            for name, child in entries:
+        if not args.recursive:
+            for name, child in image.scandir(info.path):
                 print(_long_line(name, child) if args.long else name)
-            if args.recursive:
-                todo[:0] = [child.path for _, child in entries if child.is_dir and not child.is_symlink]
+            return 0
+        # The reader's own walk: parents first, each directory once (a cycle is reported as
+        # corruption), no path resolved twice, so a deep or wide tree costs what it holds.
+        first = True
+        for directory, entries in image._directories(info._rec, info.path):
+            print("%s%s:" % ("" if first else "\n", "\\" + directory))
+            first = False
+            base = directory + "\\" if directory else ""
+            for name, rec in entries:
+                print(_long_line(name, FileInfo(image, rec, base + name)) if args.long else name)
     return 0
 
 
@@ -112,12 +113,16 @@ def cmd_cat(args) -> int:
 
 def cmd_extract(args) -> int:
     from .extract import extract
-    counts, report = extract(args.image, args.dest)
+    counts, report = extract(args.image, args.dest, allow_escaping_links=args.allow_escaping_links)
     for line in report:
         print("cimfs: warning: %s" % line, file=sys.stderr)
     if not args.quiet:
         print("extracted %(files)d files, %(directories)d directories, %(links)d hard links, %(symlinks)d symlinks,"
               " %(bytes)d bytes" % counts + (" (%d warnings)" % len(report) if report else ""))
+    if counts["refused"]:
+        print("cimfs: %d entries refused: they would reach outside %s" % (counts["refused"], args.dest),
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -181,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
                 ["cimfs extract layer.cim ./rootfs"])
     c.add_argument("image", help="the .cim file")
     c.add_argument("dest", help="destination directory (created; must be empty if it exists)")
+    c.add_argument("--allow-escaping-links", action="store_true",
+                   help="make symlinks whose target leads outside DEST too (refused by default: exit status 1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary line (warnings still go to stderr)")
 
     c = command("export", cmd_export, "Write an image as a Windows-layer style PAX tar that 'cimfs build' "

@@ -34,21 +34,29 @@ _CHUNK = 1 << 20
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+    """A name this system can create as one name: not empty, ".", "..", nor holding a separator
+    (``/``, or ``\\``, which only a damaged or hostile image puts inside a name) or NUL."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 def safe_link_target(image: CimImage, link_path: str, target: str) -> bool:
     """Whether a relative symlink at ``link_path`` (an image path) resolves inside the image root.
 
-    The target is resolved component by component through the image, following
-    its symlinks (at most 40 hops), so ``..`` after a symlink is judged where
-    the kernel would take it, not lexically.  A component that does not exist
-    ends the walk safely: the kernel fails there too.
+    Both ways must keep it inside.  Lexically: no ``..`` may climb above the root (so
+    ``a/../../..`` is refused even while ``a`` does not exist: whoever creates ``a`` later would
+    open the way out).  And through the image, component by component, following its symlinks
+    (at most 40 hops), so ``..`` after a symlink is judged where the kernel would take it; a
+    component that does not exist ends that walk safely (the kernel fails there too).
     """
     parts = [p for p in link_path.split("\\") if p][:-1]
     pending = [c for c in target.replace("\\", "/").split("/")]
     if target.startswith(("/", "\\")) or (len(target) > 1 and target[1] == ":"):
         return False
+    depth = len(parts)
+    for comp in pending:
+        depth += -1 if comp == ".." else (0 if comp in ("", ".") else 1)
+        if depth < 0:
+            return False
     hops = 0
     while pending:
         comp = pending.pop(0)
@@ -81,10 +89,12 @@ def safe_link_target(image: CimImage, link_path: str, target: str) -> bool:
 
 
 class _Extractor:
-    def __init__(self, image: CimImage, dest: str):
+    def __init__(self, image: CimImage, dest: str, allow_escaping_links: bool = False):
         self.image = image
         self.dest = dest
+        self.allow_escaping_links = allow_escaping_links
         self.report: List[str] = []
+        self.refused: List[str] = []  # entries not extracted as the image has them, for safety
         self.first_path: Dict[int, str] = {}
         self.dirs: List[Tuple[str, FileInfo]] = []
         self.can_xattr = hasattr(os, "setxattr")
@@ -104,18 +114,30 @@ class _Extractor:
                                                                     e.strerror or e))
 
     def run(self) -> None:
-        for path, rec in self.image.iter_tree():
-            names = path.split("\\") if path else []
-            if not all(_valid_name(n) for n in names):
-                self.report.append("%r: name cannot be created on this system; skipped" % path)
+        root = self.image.record(self.image.root_id, "\\")
+        self.first_path[root.id] = ""
+        self.entry("", FileInfo(self.image, root, ""))
+        refused_dirs = set()  # below these, nothing is extracted
+        for prefix, entries in self.image._directories(root, ""):
+            base = prefix + "\\" if prefix else ""
+            if prefix in refused_dirs:
+                refused_dirs.update(base + name for name, rec in entries if rec.is_dir)
                 continue
-            info = FileInfo(self.image, rec, path)
-            if path and rec.id in self.first_path:
-                os.link(self.host(self.first_path[rec.id]), self.host(path), follow_symlinks=False)
-                self.counts["links"] += 1
-                continue
-            self.first_path[rec.id] = path
-            self.entry(path, info)
+            for name, rec in entries:
+                path = base + name
+                if not _valid_name(name):  # judged per name: a path joined with "\\" would hide it
+                    self.refused.append("%r: a name that cannot be one name here (a separator, NUL, '.' or '..'); "
+                                        "refused%s" % (path, " with everything below it" if rec.is_dir else ""))
+                    if rec.is_dir:
+                        refused_dirs.add(path)
+                    continue
+                info = FileInfo(self.image, rec, path)
+                if rec.id in self.first_path:
+                    os.link(self.host(self.first_path[rec.id]), self.host(path), follow_symlinks=False)
+                    self.counts["links"] += 1
+                    continue
+                self.first_path[rec.id] = path
+                self.entry(path, info)
         for path, info in reversed(self.dirs):
             self.times(path, self.host(path), info)
 
@@ -166,8 +188,12 @@ class _Extractor:
             return None
         target = link.target.replace("\\", "/")
         if not link.relative or not safe_link_target(self.image, path, link.target):
-            self.report.append("%s: symlink to %r leads outside the destination; kept as a plain %s"
-                               % (path, link.target, "directory" if info.is_dir else "file"))
+            if self.allow_escaping_links:
+                self.report.append("%s: symlink to %r leads outside the destination; made, as asked" % (path, link.target))
+                return target
+            self.refused.append("%s: symlink to %r leads outside the destination; refused (kept as a plain %s; "
+                                "--allow-escaping-links makes it)" % (path, link.target,
+                                                                      "directory" if info.is_dir else "file"))
             return None
         return posixpath.normpath(target) if target else None
 
@@ -198,11 +224,14 @@ class _Extractor:
             self.report.append("%s: times not set (%s)" % (path or "\\", e))
 
 
-def extract(image_path, dest) -> Tuple[Dict[str, int], List[str]]:
+def extract(image_path, dest, *, allow_escaping_links: bool = False) -> Tuple[Dict[str, int], List[str]]:
     """Extract the image at ``image_path`` into ``dest`` (created; must be empty if it exists).
 
-    Returns (counts, report): counts of files, directories, links, symlinks and
-    bytes, and one line for everything that could not be kept exactly.  If it stops early (an
+    Returns (counts, report): counts of files, directories, links, symlinks, bytes and
+    ``refused`` entries, and one line for everything that could not be kept exactly.  Refused
+    are entries that would reach outside ``dest``: names holding a separator (with what is below
+    them) and symlinks whose target leads out (kept as plain files, unless
+    ``allow_escaping_links``); their lines come first in the report.  If it stops early (an
     error, Ctrl-C, SIGTERM), what it wrote is removed again: ``dest`` is left as it was.
     """
     dest = os.fspath(dest)
@@ -216,9 +245,10 @@ def extract(image_path, dest) -> Tuple[Dict[str, int], List[str]]:
         os.makedirs(dest)
     try:
         with open_image(image_path) as image:
-            ex = _Extractor(image, dest)
+            ex = _Extractor(image, dest, allow_escaping_links)
             ex.run()
-            return ex.counts, ex.report
+            ex.counts["refused"] = len(ex.refused)
+            return ex.counts, ex.refused + ex.report
     except BaseException:
         _remove_written(dest, created)
         raise
