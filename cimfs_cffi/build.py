@@ -696,10 +696,20 @@ def _build_from_package(path: str, b: _Builder, root_directory: Optional[str]) -
                 try:
                     with package.open(info) as part:
                         b.file(image_path_, md, part, info.file_size)
-                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                except _PACKAGE_ERRORS as e:
+                    if isinstance(e, CimError):
+                        raise
                     raise BuildError("%s: damaged part %r: %s" % (path, info.filename, e), path=path) from None
     except msix.PackageError as e:
         raise BuildError(str(e), path=path) from None
+    except _PACKAGE_ERRORS as e:
+        if isinstance(e, CimError):
+            raise
+        raise BuildError("%s: damaged package: %s" % (path, e), path=path) from None
+
+
+# What a damaged zip raises while it is read (CimError, an OSError too, is the writer's: re-raised).
+_PACKAGE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError)
 
 
 def _layer_hives(b: _Builder) -> None:

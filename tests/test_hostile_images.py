@@ -126,3 +126,9 @@ def test_a_2000_deep_image_lists_verifies_exports_and_extracts(tmp_path):
     assert cimfs("export", "-q", str(image), "deep.tar", cwd=tmp_path).returncode == 0
     counts, _ = extract(image, tmp_path / "dest")
     assert counts["directories"] == depth + 1 and counts["files"] == 1
+    # Remove the chain from the bottom up (pytest's own cleanup recurses, once per level).
+    path = str(tmp_path / "dest" / "/".join(["d"] * depth))
+    os.unlink(os.path.join(path, "f"))
+    while path != str(tmp_path / "dest"):
+        os.rmdir(path)
+        path = os.path.dirname(path)
