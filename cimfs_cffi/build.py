@@ -709,7 +709,8 @@ def _build_from_package(path: str, b: _Builder, root_directory: Optional[str]) -
 
 
 # What a damaged zip raises while it is read (CimError, an OSError too, is the writer's: re-raised).
-_PACKAGE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError)
+# RuntimeError: zipfile's word for a part it cannot read without a password.
+_PACKAGE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError, RuntimeError)
 
 
 def _layer_hives(b: _Builder) -> None:

@@ -146,6 +146,10 @@ class Package:
         except zipfile.BadZipFile as e:
             raise PackageError("%s is not a readable package (zip): %s" % (path, e)) from None
         try:
+            for info in self.zip.infolist():  # before anything is read: zipfile cannot read these
+                if info.flag_bits & 0x1:
+                    raise PackageError("%s: part %r is encrypted: encrypted packages are not supported"
+                                       % (path, info.filename))
             self.identity = read_identity(self.zip, path)
             self.tree, self.newest = self._tree()
         except BaseException:
@@ -164,10 +168,9 @@ class Package:
     def _tree(self) -> Tuple[_Dir, int]:
         root, newest = _Dir(), 0
         for info in self.zip.infolist():
-            if info.flag_bits & 0x1:
-                raise PackageError("%s: part %r is encrypted: encrypted packages are not supported"
-                                   % (self.path, info.filename))
             name = urllib.parse.unquote(info.filename)
+            if not name:  # zipfile's is_dir() cannot even look at an empty name
+                raise PackageError("%s: a part without a name" % self.path)
             if info.is_dir() or name in DROPPED_PARTS:
                 continue
             parts = name.split("/")

@@ -50,6 +50,15 @@ def seed_package() -> bytes:
 
 
 TAR, PACKAGE = seed_tar(), seed_package()
+
+
+def test_an_encrypted_manifest_is_one_error(tmp_path):
+    """Found by the package fuzzer: a manifest flagged encrypted made zipfile raise RuntimeError."""
+    data = bytearray(PACKAGE)
+    data[data.find(b"PK\x03\x04") + 6] |= 1  # the first part's local header: encrypted
+    central = data.find(b"PK\x01\x02")
+    data[central + 8] |= 1  # and its central directory entry
+    builds_or_fails_cleanly(tmp_path, bytes(data), ".msix")
 EDITS = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=8)
 
 
