@@ -89,3 +89,13 @@ def test_mutated_tars_build_or_fail_cleanly(tmp_path_factory, edits, cut):
 @given(EDITS, st.integers(0, 1 << 16))
 def test_mutated_packages_build_or_fail_cleanly(tmp_path_factory, edits, cut):
     builds_or_fails_cleanly(tmp_path_factory.mktemp("pkg"), mutate(PACKAGE, edits, cut), ".msix")
+
+
+def test_a_part_without_a_name_is_one_error(tmp_path):
+    """Found by the package fuzzer: zipfile's is_dir() raised IndexError on an empty name."""
+    data = bytearray(PACKAGE)
+    central = data.find(b"PK\x01\x02")
+    name_length = int.from_bytes(data[central + 28:central + 30], "little")
+    data[central + 28:central + 30] = (0).to_bytes(2, "little")  # the first part's central name: empty
+    data[central + 46:central + 46 + name_length] = b""
+    builds_or_fails_cleanly(tmp_path, bytes(data), ".msix")
