@@ -825,7 +825,7 @@ def build_packages(folder, out_dir, *, jobs: int = 1, **options) -> List[Tuple[s
                                                                               Optional[str]]]:
     """Every .msix/.appx directly in ``folder`` into ``out_dir/NAME/NAME.cim`` (NAME: the package
     file's name without its suffix), ``jobs`` builds at once, each in a process of its own.  Each
-    image gets its own directory because a directory takes one writer at a time.  ``options`` are
+    image gets its own directory: the unit an admin copies to the share.  ``options`` are
     those of :func:`build`.  Returns [(package, summary or None, error or None)], in name order;
     one package failing does not stop the others."""
     folder, out_dir = os.fspath(folder), os.fspath(out_dir)
