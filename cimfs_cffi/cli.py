@@ -88,7 +88,7 @@ def cmd_ls(args) -> int:
         # The reader's own walk: parents first, each directory once (a cycle is reported as
         # corruption), no path resolved twice, so a deep or wide tree costs what it holds.
         first = True
-        for directory, entries in image._directories(info._rec, info.path):
+        for directory, entries in image.directory_entries(info._rec, info.path):
             print("%s%s:" % ("" if first else "\n", "\\" + directory))
             first = False
             base = directory + "\\" if directory else ""

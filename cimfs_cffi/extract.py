@@ -118,7 +118,7 @@ class _Extractor:
         self.first_path[root.id] = ""
         self.entry("", FileInfo(self.image, root, ""))
         refused_dirs = set()  # below these, nothing is extracted
-        for prefix, entries in self.image._directories(root, ""):
+        for prefix, entries in self.image.directory_entries(root, ""):
             base = prefix + "\\" if prefix else ""
             if prefix in refused_dirs:
                 refused_dirs.update(base + name for name, rec in entries if rec.is_dir)

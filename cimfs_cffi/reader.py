@@ -604,7 +604,7 @@ class CimImage:
             return f.read()
 
     # ---- traversal -------------------------------------------------------------------------------
-    def _directories(self, rec: Record, shown: str) -> Iterator[Tuple[str, List[Tuple[str, Record]]]]:
+    def directory_entries(self, rec: Record, shown: str) -> Iterator[Tuple[str, List[Tuple[str, Record]]]]:
         """(directory path, [(name, record)...]) of directory ``rec`` and each directory below
         it, parents first.  Each directory is entered once; one reached again (a directory hard
         link or a cycle, which the API cannot create) is corrupt."""
@@ -631,7 +631,7 @@ class CimImage:
         rec, shown, _ = self._resolve(top)
         yield shown, rec
         if rec.is_dir:
-            for prefix, entries in self._directories(rec, shown):
+            for prefix, entries in self.directory_entries(rec, shown):
                 base = prefix + "\\" if prefix else ""
                 for name, child in entries:
                     yield base + name, child
@@ -640,7 +640,7 @@ class CimImage:
         """Like ``os.walk``: (directory path, subdirectory names, file names), top down."""
         rec, shown, _ = self._resolve(top)
         if rec.is_dir:
-            for prefix, entries in self._directories(rec, shown):
+            for prefix, entries in self.directory_entries(rec, shown):
                 yield prefix, [n for n, r in entries if r.is_dir], [n for n, r in entries if not r.is_dir]
 
     def summary(self) -> Dict[str, int]:
