@@ -392,8 +392,8 @@ HRESULT cim_commit(cim_image *img)
         cim_put32(fs + 20, img->ns.root->id);
         hr = cim_put_object(img, meta, fs, sizeof fs, 8, &fs_off);
     }
-    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_finish(&img->regions[i]);
-    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_write_objid_file(&img->regions[i]);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_finish(&img->regions[i], img->format_major);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_write_objid_file(&img->regions[i], img->format_major);
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_publish(&img->regions[i]);
     if (hr >= 0) hr = write_image_file(img, fs_off);
     free(upcase);

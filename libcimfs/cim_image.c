@@ -277,7 +277,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
     }
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
         hr = cim_region_open(&img->regions[i], img->dir, img->guid_text, (uint16_t)i,
-                             img->parent_region_count + (uint32_t)i, (uint8_t)i, img->format_major);
+                             img->parent_region_count + (uint32_t)i, (uint8_t)i);
         if (hr < 0) goto fail;
     }
     img->state = CIM_STATE_OPEN;
@@ -311,15 +311,11 @@ HRESULT cim_portable_set_format_version(CIMFS_IMAGE_HANDLE h, uint32_t major, ui
 {
     cim_image *img = acquire(h, KIND_IMAGE);
     HRESULT hr;
-    int i;
     if (!img) return CIMFS_E_INVALIDARG;
     hr = check_open(img);
     if (hr >= 0 && (major < CIM_VERSION_MAJOR_MIN || major > CIM_VERSION_MAJOR_MAX || minor != 0))
         hr = CIMFS_E_INVALIDARG;
-    if (hr >= 0) {
-        img->format_major = major;
-        for (i = 0; i < CIM_REGIONS_PER_SET; i++) img->regions[i].major = major;
-    }
+    if (hr >= 0) img->format_major = major;
     release(img, 1);
     return hr;
 }

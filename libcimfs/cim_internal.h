@@ -142,7 +142,6 @@ typedef struct cim_region {
     uint32_t global_index;
     uint16_t local_index;
     uint8_t type;
-    uint32_t major;             /* format version of the image being written */
     int renamed;                /* final names in place (commit) */
     cim_objid *ids;
     size_t nids, ids_cap;
@@ -168,14 +167,14 @@ typedef struct cim_dedup {
 } cim_dedup;
 
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
-                        uint32_t global_index, uint8_t type, uint32_t major);
+                        uint32_t global_index, uint8_t type);
 HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
 HRESULT cim_region_zeros(cim_region *r, uint64_t n);
 HRESULT cim_region_align(cim_region *r, uint64_t alignment);
 void cim_region_rewind(cim_region *r, uint64_t to);
 /* Flush, pad (data regions to a page multiple), truncate, sync, close. */
-HRESULT cim_region_finish(cim_region *r);
-HRESULT cim_region_write_objid_file(cim_region *r);
+HRESULT cim_region_finish(cim_region *r, uint32_t major);
+HRESULT cim_region_write_objid_file(cim_region *r, uint32_t major);
 /* Moves the region and objectid files to their final names. */
 HRESULT cim_region_publish(cim_region *r);
 /* Closes and deletes whatever this region put on disk. */

@@ -22,7 +22,7 @@ void cim_guid_text(const uint8_t g[16], char out[40])
 }
 
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
-                        uint32_t global_index, uint8_t type, uint32_t major)
+                        uint32_t global_index, uint8_t type)
 {
     char name[96];
     uint8_t hdr[CIM_REGION_HEADER_SIZE];
@@ -45,8 +45,8 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
         return CIMFS_E_OUTOFMEMORY;
     hr = cim_file_create_new(r->tmp_path, &r->file);
     if (hr < 0) return hr;
-    r->major = major;
-    cim_put_common_header(hdr, CIM_REGION_HEADER_SIZE, CIM_FT_REGION, major);
+    /* The version is stamped by cim_region_finish: it may be chosen after this. */
+    cim_put_common_header(hdr, CIM_REGION_HEADER_SIZE, CIM_FT_REGION, CIM_VERSION_MAJOR);
     cim_put16(hdr + 32, 0); /* Index: Microsoft writes 0 in every region file (docs/format.md §4) */
     hdr[34] = type;
     hdr[35] = 0;
@@ -117,7 +117,7 @@ void cim_region_rewind(cim_region *r, uint64_t to)
     r->end = to;
 }
 
-HRESULT cim_region_finish(cim_region *r)
+HRESULT cim_region_finish(cim_region *r, uint32_t major)
 {
     HRESULT hr;
     if (r->type == CIM_RT_DATA) {
@@ -127,10 +127,9 @@ HRESULT cim_region_finish(cim_region *r)
     hr = flush(r);
     if (hr < 0) return hr;
     {
-        /* The version may have been chosen after the header was written. */
-        uint8_t major[4];
-        cim_put32(major, r->major);
-        hr = cim_file_pwrite(r->file, major, sizeof major, 16);
+        uint8_t version[4];
+        cim_put32(version, major);
+        hr = cim_file_pwrite(r->file, version, sizeof version, 16);
         if (hr < 0) return hr;
     }
     hr = cim_file_truncate(r->file, r->end);
@@ -165,7 +164,7 @@ static int objid_cmp(const void *a, const void *b)
     return memcmp(x->digest, y->digest, CIM_DIGEST_SIZE);
 }
 
-HRESULT cim_region_write_objid_file(cim_region *r)
+HRESULT cim_region_write_objid_file(cim_region *r, uint32_t major)
 {
     uint8_t hdr[CIM_OBJID_HEADER_SIZE], ent[CIM_OBJID_ENTRY_SIZE];
     cim_region w; /* a tiny writer reusing the region buffer logic */
@@ -178,7 +177,7 @@ HRESULT cim_region_write_objid_file(cim_region *r)
     w.buf = r->buf; /* the region is finished; its buffer is free */
     hr = cim_file_create_new(r->objid_tmp_path, &w.file);
     if (hr < 0) return hr;
-    cim_put_common_header(hdr, CIM_OBJID_HEADER_SIZE, CIM_FT_OBJECTID, r->major);
+    cim_put_common_header(hdr, CIM_OBJID_HEADER_SIZE, CIM_FT_OBJECTID, major);
     cim_put16(hdr + 32, r->local_index); /* here Microsoft writes the region's number */
     hdr[34] = r->type;
     hdr[35] = 0;

@@ -42,6 +42,15 @@ def object_ids_at(cim_path):
             for n, entries in objectid_entries(cim_path).items() for length, digest, off in entries}
 
 
+def data_offset(img, rec):
+    """RegionOffset of a file's stored bytes: its stream's, or for a PE-image stream its
+    PeImage descriptor's DataOffset."""
+    off = rec.default_stream.offset
+    if rec.stream_type == 2:
+        off = struct.unpack_from("<Q", img.regions[off >> 48].data, off & (2**48 - 1))[0]
+    return off
+
+
 def replay(src, directory, major):
     """A Microsoft image rebuilt by our writer: its files in Microsoft's FileID order, with
     Microsoft's metadata, written through CimCreateFile/CimWriteStream as msixmgr does."""
@@ -99,13 +108,6 @@ def test_records_match_microsofts_field_by_field(pinball, replayed):
 def test_every_data_object_has_microsofts_object_id_and_region(pinball, replayed):
     """Plain files and PE-image streams (through their descriptors) alike."""
     theirs, ours = object_ids_at(pinball.path), object_ids_at(replayed.path)
-
-    def data_offset(img, rec):
-        off = rec.default_stream.offset
-        if rec.stream_type == 2:  # the PeImage descriptor's DataOffset
-            off = struct.unpack_from("<Q", img.regions[off >> 48].data, off & (2**48 - 1))[0]
-        return off
-
     compared = 0
     for path, rec in pinball.iter_tree():
         if rec.is_dir:

@@ -2,7 +2,6 @@
 images, checked on hand-made packages and against the one package Microsoft turned into an image."""
 import datetime
 import os
-import struct
 import subprocess
 import sys
 import zipfile
@@ -173,13 +172,8 @@ def test_pinball_package_gives_microsofts_tree_ids_and_data_objects(tmp_path):
                 continue
             assert ours.read_bytes(path) == theirs.read_bytes(path), path
             assert t[path].stream_type == o[path].stream_type, path
-
-            def data_id(img, ids, rec):
-                off = rec.default_stream.offset
-                if rec.stream_type == 2:
-                    off = struct.unpack_from("<Q", img.regions[off >> 48].data, off & (2**48 - 1))[0]
-                return ids[(off >> 48, off & (2**48 - 1))]
-            assert data_id(ours, ids_o, o[path]) == data_id(theirs, ids_t, t[path]), path
+            mine, want = fidelity.data_offset(ours, o[path]), fidelity.data_offset(theirs, t[path])
+            assert ids_o[(mine >> 48, mine & (2**48 - 1))] == ids_t[(want >> 48, want & (2**48 - 1))], path
         for n in (1, 2):
             mine = open(os.path.join(str(tmp_path), "region_%s_%d" % (ours.region_sets[-1][0], n)), "rb").read()
             want = open(os.path.join(os.path.dirname(PINBALL_CIM), "region_%s_%d" % (theirs.region_sets[-1][0], n)),
