@@ -44,6 +44,7 @@ from . import errors
 from . import layertar as lt
 from . import msix
 from . import publish
+from . import tarstream
 from .errors import BuildError, CimError, PathNotFound
 from .names import InvalidName, NameCollision, NamePolicy, invalid_reason
 from ._cimfs import ffi, lib
@@ -71,7 +72,6 @@ def _decode_errors() -> tuple:
         return _DECODE_ERRORS
     return _DECODE_ERRORS + (zstandard.ZstdError,)
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass
@@ -502,25 +502,32 @@ def _walk_directory(root: str, b: _Builder, host_files: _HostFiles) -> None:
 
 
 # ---- tar sources -------------------------------------------------------------------------------------
-def _open_tar(path: str, stack: List) -> tarfile.TarFile:
-    raw = open(path, "rb")
+def _open_tar(path: str, stack: List) -> Tuple[tarfile.TarFile, tarstream.TarStream]:
+    """The tar at ``path`` (plain, gzip, bzip2, xz or zstd) and the stream its data is read from."""
+    raw = open(path, "rb", buffering=1 << 20)
     stack.append(raw)
-    if raw.read(4) == ZSTD_MAGIC:
-        raw.seek(0)
-        try:
-            import zstandard
-        except ImportError:
-            raise BuildError("%s is zstd-compressed; install the 'zstandard' package to read it" % path,
-                             path=path) from None
-        reader = zstandard.ZstdDecompressor().stream_reader(raw)
-        stack.append(reader)
-        return tarfile.open(fileobj=reader, mode="r|")
-    raw.seek(0)
     try:
-        return tarfile.open(fileobj=raw, mode="r|*")
-    except tarfile.TarError as e:
+        source, _ = tarstream.decompressed(raw)
+    except tarstream.NeedsPackage:
+        raise BuildError("%s is zstd-compressed; install the 'zstandard' package to read it" % path,
+                         path=path) from None
+    stream = tarstream.TarStream(source, name=path)
+    stack.append(stream)
+    try:
+        return tarfile.open(fileobj=stream, mode="r:"), stream
+    except _decode_errors() as e:
+        if isinstance(e, CimError):
+            raise
         raise BuildError("%s is not a tar archive (plain, gzip, bzip2, xz or zstd): %s" % (path, e),
                          path=path) from None
+
+
+def _member_data(tar: tarfile.TarFile, stream: tarstream.TarStream, m: tarfile.TarInfo):
+    """A regular member's data as a file object (straight from the read-ahead blocks unless sparse)."""
+    if m.sparse is not None:
+        return tar.extractfile(m)
+    stream.seek(m.offset_data)  # normally a no-op: the header was the last thing read
+    return tarstream.MemberData(stream, m.size)
 
 
 def _tar_path(name: str) -> str:
@@ -605,11 +612,11 @@ def _tar_metadata(m: tarfile.TarInfo, directory: bool) -> FileMetadata:
 def _build_from_tar(path: str, b: _Builder, layer: bool) -> None:
     stack: List = []
     try:
-        tar = _open_tar(path, stack)
+        tar, stream = _open_tar(path, stack)
         stack.append(tar)
         for m in _members(tar, path):
             try:
-                _tar_entry(tar, m, b)
+                _tar_entry(tar, stream, m, b)
             except _decode_errors() as e:
                 if isinstance(e, CimError):
                     raise
@@ -631,12 +638,12 @@ def _members(tar: tarfile.TarFile, path: str) -> Iterator[tarfile.TarInfo]:
         raise BuildError("%s: damaged or truncated tar: %s" % (path, e), path=path) from None
 
 
-def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
-    stream = lt.split_stream_name(m.name)
-    if stream is not None:
+def _tar_entry(tar: tarfile.TarFile, stream: tarstream.TarStream, m: tarfile.TarInfo, b: _Builder) -> None:
+    ads = lt.split_stream_name(m.name)
+    if ads is not None:
         if not m.isreg():
             raise BuildError("alternate stream entry %r is not a regular file" % m.name, path=m.name)
-        b.stream(_tar_path(stream[0]), stream[1], tar.extractfile(m), m.size)
+        b.stream(_tar_path(ads[0]), ads[1], _member_data(tar, stream, m), m.size)
         return
     path = _tar_path(m.name)
     base = path.rpartition("\\")[2]
@@ -675,7 +682,7 @@ def _tar_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, b: _Builder) -> None:
             md.attributes |= SPARSE_FILE
         if not path:
             raise BuildError("tar entry %r: a regular file cannot be the root" % m.name, path=m.name)
-        b.file(path, md, tar.extractfile(m), m.size, sparse=sparse)
+        b.file(path, md, _member_data(tar, stream, m), m.size, sparse=sparse)
         return
     b.summary.warnings.append("%s: %s entries are not files, directories or links; skipped"
                               % (m.name, {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",

@@ -583,6 +583,13 @@ def _one_pair(pair, index):
 def _pump(source, stream: "FileStream", size: int) -> int:
     """Copy up to ``size`` bytes from a binary file object into ``stream`` in chunks;
     returns how many were copied (fewer when the source ends early)."""
+    views = getattr(source, "views", None)
+    if views is not None:  # a source that lends its own buffers (tarstream.MemberData): no copy
+        copied = 0
+        for view in views(size):
+            stream.write(view)
+            copied += len(view)
+        return copied
     buf = bytearray(min(COPY_CHUNK, max(size, 1)))
     view = memoryview(buf)
     copied = 0
