@@ -152,6 +152,8 @@ void CimfsTestInjectFault(uint32_t ops, uint32_t after, HRESULT hr, int crash);
 void CimfsTestClearFault(void);
 uint32_t CimfsTestFaultCount(uint32_t ops);
 void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64);
+void CimfsTestSha512Chunks(const void *data, const size_t *sizes, size_t count, uint8_t *digest64);
+const char *CimfsSha512Impl(void);
 void CimfsTestObjectId(const void *data, size_t len, uint8_t *digest24);
 int CimfsTestPeLayout(const uint8_t *file, size_t length, uint64_t *stored_length, uint32_t *mapping_count);
 const uint16_t *CimfsUpcaseTable(void);

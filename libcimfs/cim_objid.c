@@ -37,3 +37,15 @@ void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64)
     cim_sha512_update(&ctx, data, len);
     cim_sha512_final(&ctx, digest64);
 }
+
+void CimfsTestSha512Chunks(const void *data, const size_t *sizes, size_t count, uint8_t *digest64)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    cim_sha512_ctx ctx;
+    size_t i;
+    cim_sha512_init(&ctx);
+    for (i = 0; i < count; p += sizes[i], i++) cim_sha512_update(&ctx, p, sizes[i]);
+    cim_sha512_final(&ctx, digest64);
+}
+
+const char *CimfsSha512Impl(void) { return cim_sha512_impl(); }

@@ -25,5 +25,10 @@ void cim_objid_digest(const void *data, size_t len, uint8_t digest[CIM_DIGEST_SI
 /* Exposed for the test suite, which checks it against hashlib. */
 void CimfsTestObjectId(const void *data, size_t len, uint8_t *digest24);
 void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64);
+/* SHA-512 of data fed to cim_sha512_update in consecutive pieces of the given
+   sizes (tests/test_sha512.py), and which compression code is in use ("avx2"
+   or "portable", see cim_sha512_impl). */
+void CimfsTestSha512Chunks(const void *data, const size_t *sizes, size_t count, uint8_t *digest64);
+const char *CimfsSha512Impl(void);
 
 #endif

@@ -17,4 +17,9 @@ void cim_sha512_init(cim_sha512_ctx *ctx);
 void cim_sha512_update(cim_sha512_ctx *ctx, const void *data, size_t len);
 void cim_sha512_final(cim_sha512_ctx *ctx, uint8_t digest[64]);
 
+/* The compression code in use, chosen once from the CPU: "avx2" (x86-64 with
+ * AVX2 and BMI2) or "portable".  CIMFS_SHA512=portable in the environment
+ * forces the portable one. */
+const char *cim_sha512_impl(void);
+
 #endif
