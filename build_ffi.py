@@ -30,8 +30,8 @@ if sys.platform == "win32":
     libraries = ["bcrypt"]
     extra_compile_args = []
 else:
-    libraries = []
-    extra_compile_args = ["-std=c99", "-fvisibility=hidden"]
+    libraries = ["pthread"]  # the writer's helper thread (in libc on new glibc, a library on old)
+    extra_compile_args = ["-std=c99", "-fvisibility=hidden", "-pthread"]
 
 ffibuilder.set_source(
     "cimfs_cffi._cimfs",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sanitizer step: the C core under AddressSanitizer + UndefinedBehaviorSanitizer.
 #   1. tests/c/leak_check.c: every API path from C, with LeakSanitizer on;
+#      tests/c/sha512_check.c: each SHA-512 code path (portable, AVX2);
 #      tests/c/fuzz_pe.c: the PE layout planner fed mutated headers;
 #   2. the whole pytest suite against an extension built with the sanitizers
 #      (Python itself is not instrumented, so the runtimes are preloaded and
@@ -18,6 +19,9 @@ echo "== sanitizers: C leak check"
 $CC -std=c11 $SAN -Wall -Ilibcimfs tests/c/leak_check.c libcimfs/*.c -o "$WORK/leak_check"
 mkdir "$WORK/images"
 ASAN_OPTIONS=detect_leaks=1 "$WORK/leak_check" "$WORK/images"
+echo "== sanitizers: SHA-512, every code path against the portable one and known digests"
+$CC -std=c99 $SAN -Wall -Wextra -Ilibcimfs tests/c/sha512_check.c -o "$WORK/sha512_check"
+"$WORK/sha512_check"
 echo "== sanitizers: PE planner fuzz"
 $CC -std=c11 $SAN -Wall -Ilibcimfs -Itests/c tests/c/fuzz_pe.c libcimfs/cim_pe.c -o "$WORK/fuzz_pe"
 "$WORK/fuzz_pe" 300000

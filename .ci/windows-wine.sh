@@ -21,8 +21,10 @@ trap 'rm -rf "$WORK"' EXIT
 echo "== windows: build (mingw-w64, warnings are errors)"
 x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -O1 -Ilibcimfs tests/c/leak_check.c libcimfs/*.c \
     -o "$WORK/leak_check.exe" -lbcrypt
+x86_64-w64-mingw32-gcc -std=c99 -Wall -Wextra -Werror -O2 -Ilibcimfs tests/c/sha512_check.c -o "$WORK/sha512_check.exe"
 mkdir "$WORK/images"
 echo "== windows: run under wine"
 WINEPREFIX="$WORK/wineprefix" WINEDEBUG=-all "$WINE" "$WORK/leak_check.exe" "Z:$(echo "$WORK/images" | tr / '\\')"
+WINEPREFIX="$WORK/wineprefix" WINEDEBUG=-all "$WINE" "$WORK/sha512_check.exe"
 WINEPREFIX="$WORK/wineprefix" /usr/lib/wine/wineserver -w  # let wine finish before its prefix is removed
 echo "== windows: clean"

@@ -136,12 +136,13 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
 /* Bulk hard links (cimfs_cffi extension). */
 #define CIMFS_LINKS_DEFER_MISSING ...
 HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 majorVersion, UINT32 minorVersion);
+HRESULT CimfsSetWriterThreads(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 threads);
 HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pairs, size_t units, UINT32 count,
                              UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
 HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
                           const CIMFS_FILE_METADATA *metadata, UINT32 *failedIndex);
 
-/* Test hooks of the portable writer: fault injection, SHA-256, upcase. */
+/* Test hooks of the portable writer: fault injection, SHA-512, upcase. */
 #define CIM_FAULT_CREATE ...
 #define CIM_FAULT_WRITE ...
 #define CIM_FAULT_SYNC ...

@@ -123,7 +123,8 @@ class Image:
     # ---- lifecycle ------------------------------------------------------------
     @classmethod
     def create(cls, directory: PathArg, name: str, *, parent: Optional[str] = None,
-               backend: str = "auto", format_version: Optional[str] = None, expand_pe: bool = True) -> "Image":
+               backend: str = "auto", format_version: Optional[str] = None, expand_pe: bool = True,
+               threads: Optional[int] = None) -> "Image":
         """Start a new image ``name`` in ``directory``.
 
         ``parent`` names an existing image in the same directory to fork (the
@@ -136,6 +137,9 @@ class Image:
         (default True, as Windows' writer) stores executables and DLLs as
         PE-image streams laid out for mapping; False stores them as plain data
         (``CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES``).  Reading gives the same bytes.
+        ``threads`` 1 keeps the portable writer on the caller's thread; by default
+        large writes are hashed on a helper thread beside the region write
+        (``CimfsSetWriterThreads``).  The image is byte-identical either way.
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation
@@ -147,6 +151,8 @@ class Image:
         if format_version is not None and format_version not in FORMAT_VERSIONS:
             raise InvalidArgument(E_INVALIDARG, "format_version must be one of %s, not %r"
                                   % (", ".join(FORMAT_VERSIONS), format_version))
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise InvalidArgument(E_INVALIDARG, "threads must be an int >= 1 or None, not %r" % (threads,))
         directory = os.fspath(directory)
         if not isinstance(directory, str) or not directory:
             raise InvalidArgument(E_INVALIDARG, "directory must be a non-empty str path", path=repr(directory))
@@ -179,6 +185,8 @@ class Image:
             if out[0] != ffi.NULL:
                 lib.CimCloseImage(out[0])
             raise
+        if threads is not None:
+            errors.check(lib.CimfsSetWriterThreads(out[0], threads))
         if format_version is not None:
             hr = lib.CimfsSetFormatVersion(out[0], *FORMAT_VERSIONS[format_version])
             if hr < 0:

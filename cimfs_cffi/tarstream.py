@@ -67,11 +67,12 @@ def decompressed(raw: io.BufferedReader) -> Tuple[object, str]:
 
 class TarStream:
     """The bytes of ``source`` (any binary file object), read ahead on a helper
-    thread.  Forward only: ``seek`` moves ahead, or back within the current
-    block (``tarfile`` steps back one byte to check a member's end)."""
+    thread (or, with ``threaded=False``, on demand on the caller's).  Forward
+    only: ``seek`` moves ahead, or back within the current block (``tarfile``
+    steps back one byte to check a member's end)."""
 
     def __init__(self, source, name: Optional[str] = None, block: Optional[int] = None,
-                 blocks: Optional[int] = None):
+                 blocks: Optional[int] = None, threaded: bool = True):
         self.name = name
         self._source = source
         self._free: "queue.Queue" = queue.Queue()
@@ -85,28 +86,20 @@ class TarStream:
         self._at = 0                            # and how far into it we are
         self._offset = 0                        # the stream position of _view[_at]
         self._eof = False
-        self._thread = threading.Thread(target=self._fill, name="cimfs-tar-reader", daemon=True)
-        self._thread.start()
+        self._threaded = threaded
+        if threaded:
+            threading.Thread(target=self._fill, name="cimfs-tar-reader", daemon=True).start()
+        else:
+            self._done.set()
 
     # ---- the reader thread ----------------------------------------------------------------------------
     def _fill(self) -> None:
         try:
-            readinto = getattr(self._source, "readinto", None)
             while True:
                 buf = _get(self._free, self._stop)
                 if buf is None or self._stop.is_set():
                     return
-                view, n = memoryview(buf), 0
-                while n < len(buf):  # decompressors return short reads: fill the whole block
-                    if readinto is not None:
-                        k = readinto(view[n:])
-                    else:
-                        chunk = self._source.read(len(buf) - n)
-                        k = len(chunk)
-                        view[n:n + k] = chunk
-                    if not k:
-                        break
-                    n += k
+                n = self._read_block(buf)
                 self._full.put((buf, n, None))
                 if n < len(buf):
                     return
@@ -115,12 +108,36 @@ class TarStream:
         finally:
             self._done.set()
 
+    def _read_block(self, buf: bytearray) -> int:
+        """Fill ``buf`` from the source (decompressors return short reads); fewer bytes only at the end."""
+        readinto = getattr(self._source, "readinto", None)
+        view, n = memoryview(buf), 0
+        while n < len(buf):
+            if readinto is not None:
+                k = readinto(view[n:])
+            else:
+                chunk = self._source.read(len(buf) - n)
+                k = len(chunk)
+                view[n:n + k] = chunk
+            if not k:
+                break
+            n += k
+        return n
+
     # ---- the building thread --------------------------------------------------------------------------
     def _next_block(self) -> bool:
         """Move to the next block; False at the end of the stream."""
         if self._eof:
             return False
-        buf, n, error = _get(self._full, None)
+        if self._threaded:
+            buf, n, error = _get(self._full, None)
+        else:
+            buf, error = self._buf or self._free.get_nowait(), None
+            self._buf = None
+            try:
+                n = self._read_block(buf)
+            except BaseException as e:
+                n, error = 0, e
         if error is not None:
             self._eof = True
             raise error

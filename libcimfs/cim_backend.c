@@ -240,6 +240,14 @@ HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE h, UINT32 major, UINT32 minor)
     return cim_portable_set_format_version(h, major, minor);
 }
 
+HRESULT CimfsSetWriterThreads(CIMFS_IMAGE_HANDLE h, UINT32 threads)
+{
+#ifdef _WIN32
+    if (IS_SYSTEM(h)) return CIMFS_S_OK; /* cimfs.dll schedules its own work */
+#endif
+    return cim_portable_set_writer_threads(h, threads);
+}
+
 /* ---- driver, block and merge functions: system backend only ---------------- */
 
 HRESULT CimTombstoneFile(CIMFS_IMAGE_HANDLE h, PCWSTR path)

@@ -116,6 +116,7 @@ static void destroy(cim_image *img)
     cim_ns_free(&img->ns);
     cim_dedup_free(&img->dedup);
     free(img->stream.probe);
+    cim_offload_free(img->offload);
     if (img->parent_files)
         for (i = 0; i < (int)img->parent_region_count; i++) cim_file_close(img->parent_files[i]);
     free(img->parent_files);
@@ -316,6 +317,21 @@ HRESULT cim_portable_set_format_version(CIMFS_IMAGE_HANDLE h, uint32_t major, ui
     if (hr >= 0 && (major < CIM_VERSION_MAJOR_MIN || major > CIM_VERSION_MAJOR_MAX || minor != 0))
         hr = CIMFS_E_INVALIDARG;
     if (hr >= 0) img->format_major = major;
+    release(img, 1);
+    return hr;
+}
+
+HRESULT cim_portable_set_writer_threads(CIMFS_IMAGE_HANDLE h, uint32_t threads)
+{
+    cim_image *img = acquire(h, KIND_IMAGE);
+    HRESULT hr;
+    if (!img) return CIMFS_E_INVALIDARG;
+    hr = check_open(img);
+    if (hr >= 0) img->threads = threads;
+    if (hr >= 0 && threads == 1) {
+        cim_offload_free(img->offload);
+        img->offload = NULL;
+    }
     release(img, 1);
     return hr;
 }

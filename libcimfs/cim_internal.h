@@ -204,6 +204,7 @@ typedef struct cim_stream_state {
     uint64_t pre_align;         /* region end before this stream's alignment padding */
     uint64_t start;             /* byte offset of the data in the region */
     cim_objid_ctx digest;       /* object ID of the bytes stored so far */
+    cim_offload *offload;       /* hashes large writes beside the region write; NULL: inline */
     /* PE-image streams (cim_pe.h): a file's first bytes wait in `probe`
      * until its headers say whether it is stored laid out for mapping. */
     int pe_state;               /* CIM_PE_OFF, CIM_PE_PROBING or CIM_PE_ON */
@@ -238,6 +239,8 @@ typedef struct cim_image {
     cim_namespace ns;
     uint32_t format_major;      /* 1, 2 (default) or 3: docs/format.md §18 */
     int expand_pe;              /* store PE files as PE-image streams (no CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES) */
+    uint32_t threads;           /* CimfsSetWriterThreads: 1 = the caller's thread only, 0 = default */
+    cim_offload *offload;       /* created on the first large stream unless threads == 1 */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;

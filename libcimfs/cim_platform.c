@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { OFFLOAD_IDLE, OFFLOAD_POSTED, OFFLOAD_QUIT }; /* cim_offload states */
+
 #ifdef _WIN32
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -433,6 +435,80 @@ void cim_mutex_free(cim_mutex *m)
 void cim_mutex_lock(cim_mutex *m) { pthread_mutex_lock(&m->m); }
 void cim_mutex_unlock(cim_mutex *m) { pthread_mutex_unlock(&m->m); }
 
+
+struct cim_offload {
+    pthread_t thread;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    void (*fn)(void *);
+    void *arg;
+    int state; /* OFFLOAD_IDLE, OFFLOAD_POSTED or OFFLOAD_QUIT */
+};
+
+static void *offload_main(void *p)
+{
+    cim_offload *o = (cim_offload *)p;
+    pthread_mutex_lock(&o->m);
+    for (;;) {
+        while (o->state == OFFLOAD_IDLE) pthread_cond_wait(&o->cv, &o->m);
+        if (o->state == OFFLOAD_QUIT) break;
+        pthread_mutex_unlock(&o->m);
+        o->fn(o->arg);
+        pthread_mutex_lock(&o->m);
+        o->state = OFFLOAD_IDLE;
+        pthread_cond_broadcast(&o->cv);
+    }
+    pthread_mutex_unlock(&o->m);
+    return NULL;
+}
+
+cim_offload *cim_offload_new(void)
+{
+    cim_offload *o = (cim_offload *)calloc(1, sizeof *o);
+    if (!o) return NULL;
+    if (pthread_mutex_init(&o->m, NULL) != 0) goto no_mutex;
+    if (pthread_cond_init(&o->cv, NULL) != 0) goto no_cond;
+    if (pthread_create(&o->thread, NULL, offload_main, o) != 0) goto no_thread;
+    return o;
+no_thread:
+    pthread_cond_destroy(&o->cv);
+no_cond:
+    pthread_mutex_destroy(&o->m);
+no_mutex:
+    free(o);
+    return NULL;
+}
+
+void cim_offload_free(cim_offload *o)
+{
+    if (!o) return;
+    pthread_mutex_lock(&o->m);
+    o->state = OFFLOAD_QUIT;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->m);
+    pthread_join(o->thread, NULL);
+    pthread_cond_destroy(&o->cv);
+    pthread_mutex_destroy(&o->m);
+    free(o);
+}
+
+void cim_offload_post(cim_offload *o, void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&o->m);
+    o->fn = fn;
+    o->arg = arg;
+    o->state = OFFLOAD_POSTED;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->m);
+}
+
+void cim_offload_wait(cim_offload *o)
+{
+    pthread_mutex_lock(&o->m);
+    while (o->state == OFFLOAD_POSTED) pthread_cond_wait(&o->cv, &o->m);
+    pthread_mutex_unlock(&o->m);
+}
+
 static pthread_mutex_t g_global = PTHREAD_MUTEX_INITIALIZER;
 void cim_global_lock(void) { pthread_mutex_lock(&g_global); }
 void cim_global_unlock(void) { pthread_mutex_unlock(&g_global); }
@@ -743,6 +819,76 @@ cim_mutex *cim_mutex_new(void)
 void cim_mutex_free(cim_mutex *m) { free(m); }
 void cim_mutex_lock(cim_mutex *m) { AcquireSRWLockExclusive(&m->l); }
 void cim_mutex_unlock(cim_mutex *m) { ReleaseSRWLockExclusive(&m->l); }
+
+
+struct cim_offload {
+    HANDLE thread;
+    SRWLOCK l;
+    CONDITION_VARIABLE cv;
+    void (*fn)(void *);
+    void *arg;
+    int state; /* OFFLOAD_IDLE, OFFLOAD_POSTED or OFFLOAD_QUIT */
+};
+
+static DWORD WINAPI offload_main(LPVOID p)
+{
+    cim_offload *o = (cim_offload *)p;
+    AcquireSRWLockExclusive(&o->l);
+    for (;;) {
+        while (o->state == OFFLOAD_IDLE) SleepConditionVariableSRW(&o->cv, &o->l, INFINITE, 0);
+        if (o->state == OFFLOAD_QUIT) break;
+        ReleaseSRWLockExclusive(&o->l);
+        o->fn(o->arg);
+        AcquireSRWLockExclusive(&o->l);
+        o->state = OFFLOAD_IDLE;
+        WakeAllConditionVariable(&o->cv);
+    }
+    ReleaseSRWLockExclusive(&o->l);
+    return 0;
+}
+
+cim_offload *cim_offload_new(void)
+{
+    cim_offload *o = (cim_offload *)calloc(1, sizeof *o);
+    if (!o) return NULL;
+    InitializeSRWLock(&o->l);
+    InitializeConditionVariable(&o->cv);
+    o->thread = CreateThread(NULL, 0, offload_main, o, 0, NULL);
+    if (!o->thread) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void cim_offload_free(cim_offload *o)
+{
+    if (!o) return;
+    AcquireSRWLockExclusive(&o->l);
+    o->state = OFFLOAD_QUIT;
+    WakeAllConditionVariable(&o->cv);
+    ReleaseSRWLockExclusive(&o->l);
+    WaitForSingleObject(o->thread, INFINITE);
+    CloseHandle(o->thread);
+    free(o);
+}
+
+void cim_offload_post(cim_offload *o, void (*fn)(void *), void *arg)
+{
+    AcquireSRWLockExclusive(&o->l);
+    o->fn = fn;
+    o->arg = arg;
+    o->state = OFFLOAD_POSTED;
+    WakeAllConditionVariable(&o->cv);
+    ReleaseSRWLockExclusive(&o->l);
+}
+
+void cim_offload_wait(cim_offload *o)
+{
+    AcquireSRWLockExclusive(&o->l);
+    while (o->state == OFFLOAD_POSTED) SleepConditionVariableSRW(&o->cv, &o->l, INFINITE, 0);
+    ReleaseSRWLockExclusive(&o->l);
+}
 
 static SRWLOCK g_global = SRWLOCK_INIT;
 void cim_global_lock(void) { AcquireSRWLockExclusive(&g_global); }

@@ -71,6 +71,15 @@ void cim_mutex_unlock(cim_mutex *m);
 void cim_global_lock(void);
 void cim_global_unlock(void);
 
+/* A helper thread that runs one job at a time beside the caller: post a job,
+ * do other work, wait for it.  NULL from cim_offload_new (no threads, or out
+ * of memory) means: run the work inline. */
+typedef struct cim_offload cim_offload;
+cim_offload *cim_offload_new(void);
+void cim_offload_free(cim_offload *o);                          /* NULL is fine */
+void cim_offload_post(cim_offload *o, void (*fn)(void *), void *arg);
+void cim_offload_wait(cim_offload *o);
+
 /* ---- fault injection (tests only) --------------------------------------- */
 
 /* Operations that can be made to fail; bits for CimfsTestInjectFault. */

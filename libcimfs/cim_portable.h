@@ -20,6 +20,7 @@ HRESULT cim_portable_create_alternate_stream(CIMFS_IMAGE_HANDLE h, PCWSTR path, 
 HRESULT cim_portable_create_hard_link(CIMFS_IMAGE_HANDLE h, PCWSTR path, PCWSTR existing);
 HRESULT cim_portable_delete_path(CIMFS_IMAGE_HANDLE h, PCWSTR path);
 HRESULT cim_portable_set_format_version(CIMFS_IMAGE_HANDLE h, uint32_t major, uint32_t minor);
+HRESULT cim_portable_set_writer_threads(CIMFS_IMAGE_HANDLE h, uint32_t threads);
 /* The batch of CimfsCreateHardLinks; the buffer was checked by the caller. */
 HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs, size_t units, uint32_t count,
                                        uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,

@@ -17,6 +17,10 @@
  * the round number between. */
 #define CIM_SMALL_DATA_MAX 1024
 
+/* Writes this large are hashed on the image's helper thread while the caller
+ * writes them out (cim_offload): below it, the hand-over costs more than it saves. */
+#define CIM_OFFLOAD_MIN (256u << 10)
+
 static const uint8_t g_zeros[CIM_PAGE];
 
 uint64_t cim_empty_stream_offset(const cim_image *img)
@@ -40,6 +44,8 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
     s->region = NULL;
     s->pe_state = CIM_PE_OFF;
     cim_objid_init(&s->digest);
+    if (capacity >= CIM_OFFLOAD_MIN && img->threads != 1 && !img->offload) img->offload = cim_offload_new();
+    s->offload = img->offload;
     if (s->capacity > 0) {
         int large = s->capacity > CIM_SMALL_DATA_MAX;
         s->region = &img->regions[large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
@@ -57,10 +63,33 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
     return hr;
 }
 
-/* Bytes as stored: into the region and the digest. */
+struct hash_job {
+    cim_objid_ctx *digest;
+    const void *p;
+    size_t n;
+};
+
+static void run_hash_job(void *arg)
+{
+    struct hash_job *job = (struct hash_job *)arg;
+    cim_objid_update(job->digest, job->p, job->n);
+}
+
+/* Bytes as stored: into the region and the digest (large ones on two threads at once). */
 static HRESULT store_bytes(cim_stream_state *s, const void *p, size_t n)
 {
-    HRESULT hr = cim_region_write(s->region, p, n);
+    HRESULT hr;
+    if (s->offload && n >= CIM_OFFLOAD_MIN) {
+        struct hash_job job;
+        job.digest = &s->digest;
+        job.p = p;
+        job.n = n;
+        cim_offload_post(s->offload, run_hash_job, &job);
+        hr = cim_region_write(s->region, p, n);
+        cim_offload_wait(s->offload); /* a failed write fails the stream: the digest is moot */
+        return hr;
+    }
+    hr = cim_region_write(s->region, p, n);
     if (hr >= 0) cim_objid_update(&s->digest, p, n);
     return hr;
 }

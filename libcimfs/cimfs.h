@@ -328,6 +328,20 @@ HRESULT CimfsCreateImageWithBackend(int backend, PCWSTR imageContainingPath, CIM
  */
 HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 majorVersion, UINT32 minorVersion);
 
+/* ---- writer threads (cimfs_cffi extension) ----------------------------- */
+
+/*
+ * CimfsSetWriterThreads: how many threads the portable writer may use for
+ * this image.  1: only the caller's.  0 (default) or more: large writes
+ * (CimWriteStream of 256 KiB or more) are hashed on a helper thread while
+ * the caller's thread writes them to the region file; the call still
+ * returns only when both are done, so nothing else changes.  The image is
+ * byte-identical whatever the setting.  Returns S_OK (also for a cimfs.dll
+ * handle, which schedules its own work); E_INVALIDARG for a closed or
+ * committed handle or an open stream.
+ */
+HRESULT CimfsSetWriterThreads(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 threads);
+
 /* ---- bulk hard links (cimfs_cffi extension) ------------------------------ */
 
 /* Flag: pairs whose target does not exist are skipped and reported. */

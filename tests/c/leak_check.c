@@ -187,6 +187,34 @@ int main(int argc, char **argv)
     CHECK(CimCommitImage(h), CIMFS_S_OK);
     CimCloseImage(h);
 
+    /* Writer threads: large writes hashed on the helper thread, which the image frees;
+     * closed without commit while the helper exists; and switched off again. */
+    {
+        static char big[1 << 20];
+        CIMFS_FILE_METADATA mb = md(0, sizeof big);
+        CHECK(CimCreateImage(W(dir), NULL, W("threads.cim"), &h), CIMFS_S_OK);
+        CHECK(CimfsSetWriterThreads(h, 2), CIMFS_S_OK);
+        memset(big, 'b', sizeof big);
+        CHECK(CimCreateFile(h, W("big"), &mb, &s), CIMFS_S_OK);
+        CHECK(CimWriteStream(s, big, sizeof big), CIMFS_S_OK);
+        CimCloseStream(s);
+        CHECK(CimCommitImage(h), CIMFS_S_OK);
+        CimCloseImage(h);
+        CHECK(CimCreateImage(W(dir), W("threads.cim"), W("threads2.cim"), &h), CIMFS_S_OK);
+        CHECK(CimCreateFile(h, W("big2"), &mb, &s), CIMFS_S_OK);
+        CHECK(CimWriteStream(s, big, sizeof big / 2), CIMFS_S_OK);
+        CimCloseStream(s);
+        CHECK(CimfsSetWriterThreads(h, 1), CIMFS_S_OK);
+        CHECK(CimCreateFile(h, W("big3"), &mb, &s), CIMFS_S_OK);
+        CHECK(CimWriteStream(s, big, sizeof big), CIMFS_S_OK);
+        CimCloseStream(s);
+        CHECK(CimfsSetWriterThreads(h, 0), CIMFS_S_OK);
+        CHECK(CimCreateFile(h, W("big4"), &mb, &s), CIMFS_S_OK);
+        CHECK(CimWriteStream(s, big, sizeof big), CIMFS_S_OK);
+        CimCloseStream(s);
+        CimCloseImage(h); /* no commit */
+    }
+
     /* Close without commit, and with a stream still open. */
     CHECK(CimCreateImage(W(dir), W("child.cim"), W("discard.cim"), &h), CIMFS_S_OK);
     add(h, "tmp", "tmp");
