@@ -36,7 +36,7 @@ import tarfile
 import tempfile
 import time
 
-SQFSTAR_FLAGS = ["-noI", "-noD", "-noF", "-noX", "-quiet"]
+SQFSTAR_FLAGS = ["-noI", "-noD", "-noF", "-noX", "-quiet", "-no-progress"]
 
 
 def _sizes(files: int, total: int, rng: random.Random):

@@ -15,14 +15,17 @@ The raw ``cimfs.h`` API (``lib.CimCreateImage``, ...) stays available as
 """
 from . import errors
 from ._cimfs import ffi, lib
-from .errors import (AccessDenied, AlreadyExists, CimError, CorruptImage, DiskFull, InvalidArgument, NotSupported,
-                     OutOfMemory, PathNotFound, SharingViolation, StreamFull)
+from .build_image import BuildSummary, build, build_packages
+from .errors import (AccessDenied, AlreadyExists, BuildError, CimError, CorruptImage, DiskFull, InvalidArgument,
+                     NotSupported, OutOfMemory, PathNotFound, SharingViolation, StreamFull)
+from .names import InvalidName, NameCollision
 from .image import BACKENDS, FileStream, Image
 from .metadata import FileMetadata, ea_buffer, mount_point_reparse, symlink_reparse, to_filetime
 from .reader import CimImage, CorruptImageError, FileInfo, open_image
 from .verify import Finding, verify
 
 __all__ = [
+    "build", "build_packages", "BuildSummary", "BuildError", "NameCollision", "InvalidName",
     "Image", "FileStream", "open_image", "CimImage", "FileInfo", "CorruptImageError", "verify", "Finding", "FileMetadata", "symlink_reparse", "mount_point_reparse", "ea_buffer", "to_filetime",
     "errors", "CimError", "InvalidArgument", "PathNotFound", "AccessDenied", "AlreadyExists", "SharingViolation",
     "StreamFull", "DiskFull", "OutOfMemory", "NotSupported", "CorruptImage",

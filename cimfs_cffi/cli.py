@@ -8,9 +8,11 @@ import os
 import sys
 from typing import List, Optional
 
-from .errors import CimError
+from .build_image import build, build_packages
+from .builder import Progress
+from .errors import BuildError, CimError
+from .image import FORMAT_VERSIONS
 from .metadata import format_filetime, parse_reparse
-from .build import add_build_command
 from .reader import (ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_HIDDEN, ATTR_READONLY, ATTR_REPARSE_POINT, ATTR_SPARSE,
                      ATTR_SYSTEM, FileInfo, open_image)
 
@@ -148,6 +150,92 @@ def cmd_verify(args) -> int:
 
 
 # ---- argument parsing -----------------------------------------------------------------------------------
+# ---- build -----------------------------------------------------------------------------------------
+def add_build_command(command) -> None:
+    c = command("build", cmd_build, "Build a CIM image from a directory, a (container layer) tar or an MSIX package.",
+                ["cimfs build rootfs/ images/base.cim",
+                 "cimfs build --layer layer1.tar.gz images/layer1.cim",
+                 "cimfs build --layer --parent layer1.cim layer2.tar images/layer2.cim",
+                 "cimfs build --root-directory msix MyApp_1.0.0.0_x64.msix appattach/MyApp.cim",
+                 "cimfs build --packages --jobs 4 --root-directory msix packages/ appattach/"])
+    c.add_argument("source", help="a directory, a tar file (plain, .gz, .bz2, .xz; .zst with 'zstandard'), "
+                                  "an .msix/.appx package, or with --packages a folder of packages")
+    c.add_argument("image", help="the .cim file to write (its directory holds the region files); "
+                                 "with --packages, the folder that gets one NAME/NAME.cim per package")
+    c.add_argument("--parent", metavar="PARENT", help="fork from this image (in the same directory)")
+    c.add_argument("--layer", action="store_true",
+                   help="a Windows container layer tar: also add hcsshim's Hives links and layout file")
+    c.add_argument("--ignore-missing-links", action="store_true",
+                   help="warn about, instead of failing on, hard links whose target is missing")
+    c.add_argument("--format-version", choices=sorted(FORMAT_VERSIONS), default=None,
+                   help="on-disk format version (default 2.0, or the parent's; 1.0 for Windows 10 20H2-era hosts, "
+                        "3.0 for the newest; see docs/format.md)")
+    c.add_argument("--root-directory", metavar="NAME",
+                   help="packages: unpack into NAME\\<PackageFullName>\\ (msixmgr's -rootDirectory; "
+                        "default: <PackageFullName>\\ at the image root)")
+    c.add_argument("--backend", choices=("auto", "portable", "system"), default="auto",
+                   help="the writer: Windows' cimfs.dll where present (auto), or this package's portable one")
+    c.add_argument("--packages", action="store_true",
+                   help="SOURCE is a folder of .msix/.appx packages: one image each, under IMAGE/NAME/NAME.cim")
+    c.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="with --packages: build N packages at once (default: the number of CPUs)")
+    c.add_argument("--on-collision", choices=("error", "keep-first", "keep-last", "rename"), default="error",
+                   help="two source names that are one name on Windows (Index.html, index.html): stop "
+                        "(default), keep the first, keep the last, or rename the later one (name~2.ext)")
+    c.add_argument("--on-invalid", choices=("error", "skip", "rename", "keep"), default="error",
+                   help="a name Windows cannot hold (':', trailing dot or space, CON, AUX.c, ...): stop "
+                        "(default), skip it, repair it ('_'), or keep what the format can hold")
+    c.add_argument("--no-pe-expansion", dest="expand_pe", action="store_false",
+                   help="store executables as plain data, not as PE-image streams laid out for mapping "
+                        "(Windows' default, ours too)")
+    c.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="1: do everything on one thread; default: read the source and hash on helper threads "
+                        "beside the writes (the image is the same either way)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+
+
+def cmd_build(args) -> int:
+    if args.packages or args.jobs is not None:
+        return _cmd_build_packages(args)
+    progress = Progress(enabled=False) if args.quiet else Progress()
+    summary = build(args.source, args.image, parent=args.parent, layer=args.layer,
+                    ignore_missing_links=args.ignore_missing_links, progress=progress,
+                    format_version=args.format_version, expand_pe=args.expand_pe,
+                    root_directory=args.root_directory, backend=args.backend,
+                    on_collision=args.on_collision, on_invalid=args.on_invalid, threads=args.threads)
+    for event in summary.names:
+        print("cimfs: %s" % event, file=sys.stderr)
+    for w in summary.warnings:
+        print("cimfs: warning: %s" % w, file=sys.stderr)
+    if not args.quiet:
+        print(summary.line())
+    return 0
+
+
+def _cmd_build_packages(args) -> int:
+    if not args.packages:
+        raise BuildError("--jobs applies to --packages (a folder of packages)")
+    if args.parent or args.layer:
+        raise BuildError("--packages takes neither --parent nor --layer")
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise BuildError("--jobs must be at least 1")
+    results = build_packages(args.source, args.image, jobs=jobs, format_version=args.format_version,
+                             expand_pe=args.expand_pe, root_directory=args.root_directory,
+                             ignore_missing_links=args.ignore_missing_links, backend=args.backend,
+                             on_collision=args.on_collision, on_invalid=args.on_invalid)
+    failed = 0
+    for package, summary, error in results:
+        if error is not None:
+            failed += 1
+            print("cimfs: error: %s: %s" % (package, error), file=sys.stderr)
+        elif not args.quiet:
+            print(summary.line())
+    if not args.quiet or failed:
+        print("%d of %d packages built" % (len(results) - failed, len(results)), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(

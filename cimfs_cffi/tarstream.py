@@ -207,7 +207,7 @@ class TarStream:
     def close(self) -> None:
         """Stop the reader thread (it finishes the block it is reading) and close the source."""
         self._stop.set()
-        while not self._done.wait(0.1):  # not Thread.join: see build._HostFiles.wait
+        while not self._done.wait(0.1):  # not Thread.join: see from_directory._HostFiles.wait
             _drain(self._full, self._free)
         _drain(self._full, self._free)
         self._release()

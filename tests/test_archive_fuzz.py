@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cimfs_cffi import verify
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from cimfs_cffi.errors import CimError
 from conftest import examples
 from test_msix import MANIFEST

@@ -12,7 +12,8 @@ import tarfile
 import pytest
 
 from cimfs_cffi import FileMetadata, Image, open_image, verify
-from cimfs_cffi.build import BuildError, Progress, build
+from cimfs_cffi import BuildError, build
+from cimfs_cffi.builder import Progress
 from cimfs_cffi.cli import main
 from cimfs_cffi.export import export
 from images import CUSTOM_SD, build_rich_image, tree
@@ -290,7 +291,7 @@ def test_memory_does_not_grow_with_file_size(tmp_path):
     src.mkdir()
     with open(src / "big", "wb") as f:
         f.truncate(512 << 20)
-    code = ("import resource, sys; from cimfs_cffi.build import build; "
+    code = ("import resource, sys; from cimfs_cffi import build; "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; build(sys.argv[1], sys.argv[2]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
     out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "m.cim")], capture_output=True,
@@ -300,7 +301,7 @@ def test_memory_does_not_grow_with_file_size(tmp_path):
 
 
 def test_a_file_that_vanishes_before_it_is_read_stops_the_build(tmp_path, monkeypatch):
-    import cimfs_cffi.build as B
+    import cimfs_cffi.from_directory as B
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):

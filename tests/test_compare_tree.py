@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import compare_tree  # noqa: E402
 import windows_mount_check  # noqa: E402
 
-from cimfs_cffi.build import build  # noqa: E402
+from cimfs_cffi import build  # noqa: E402
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from cimfs_cffi import Image, InvalidArgument, lib, open_image, verify
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from conftest import E_INVALIDARG, S_OK, u
 
 SPARSE_FILE = 0x200

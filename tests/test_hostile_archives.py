@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from cimfs_cffi import build as build_module
+import cimfs_cffi.from_package as from_package
 from cimfs_cffi import open_image
-from cimfs_cffi.build import BuildError, InvalidName, build
+from cimfs_cffi import BuildError, InvalidName, build
 from test_msix import MANIFEST
 
 TIB = 1 << 40
@@ -112,7 +112,7 @@ def test_a_small_hole_is_zero_filled(tmp_path):
 
 
 def test_a_zip_bomb_inside_a_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(build_module, "MAX_PART_PLAIN", 1 << 20)  # the same rule at a test's scale
+    monkeypatch.setattr(from_package, "MAX_PART_PLAIN", 1 << 20)  # the same rule at a test's scale
     pkg = tmp_path / "bomb.msix"
     with zipfile.ZipFile(pkg, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("AppxManifest.xml", MANIFEST % "")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cimfs_cffi import Image, open_image, verify
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from cimfs_cffi.publish import gc
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX signals")

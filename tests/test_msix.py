@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from cimfs_cffi import open_image, verify
-from cimfs_cffi.build import BuildError, build, build_packages
+from cimfs_cffi import BuildError, build, build_packages
 from cimfs_cffi.msix import publisher_id
 from samples import PINBALL, PINBALL_MSIX, need_samples
 

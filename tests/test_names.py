@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cimfs_cffi import open_image, verify
-from cimfs_cffi.build import InvalidName, NameCollision, build
+from cimfs_cffi import InvalidName, NameCollision, build
 from cimfs_cffi.names import invalid_reason, repaired
 from cimfs_cffi.paths import upcase
 from conftest import examples

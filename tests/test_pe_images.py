@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cimfs_cffi import Image, ffi, lib, open_image, verify
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from conftest import S_OK, Writer, examples, u
 from samples import PINBALL, PINBALL_MSIX, need_samples
 

@@ -9,7 +9,7 @@ import pytest
 
 from cimfs_cffi import open_image, verify
 from cimfs_cffi import publish
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 
 pytestmark = pytest.mark.skipif(publish.fcntl is None, reason="needs flock (POSIX); Windows builds take turns")
 

@@ -14,7 +14,7 @@ import pytest
 
 from cimfs_cffi import open_image
 from cimfs_cffi import tarstream
-from cimfs_cffi.build import BuildError, build
+from cimfs_cffi import BuildError, build
 
 
 @pytest.fixture(autouse=True)

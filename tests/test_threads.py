@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cimfs_cffi import Image, InvalidArgument, lib
-from cimfs_cffi.build import BuildError, build
+from cimfs_cffi import BuildError, build
 from conftest import E_INVALIDARG, S_OK, Writer, u
 from test_pe_images import make_pe
 

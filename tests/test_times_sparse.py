@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from cimfs_cffi import FileMetadata, Image, open_image
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from cimfs_cffi.export import export
 from cimfs_cffi.extract import extract
 from cimfs_cffi.metadata import SPARSE_FILE, format_filetime

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from cimfs_cffi import Image, ffi, lib, open_image, verify
-from cimfs_cffi.build import build
+from cimfs_cffi import build
 from cimfs_cffi.paths import upcase
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
@@ -186,7 +186,7 @@ def test_build_keeps_apart_names_windows_keeps_apart(tmp_path, pair):
 def test_build_refuses_names_windows_folds_into_one(tmp_path, pair):
     """Two source names that are one name on Windows stop the build (the name policy's default),
     and with --on-collision=keep-last the later one is what the image keeps."""
-    from cimfs_cffi.build import NameCollision
+    from cimfs_cffi import NameCollision
     with pytest.raises(NameCollision):
         build_from(tmp_path, pair)
     out = build_from(tmp_path, pair, on_collision="keep-last")

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_tree  # noqa: E402
 
 from cimfs_cffi import ffi, lib, select_backend, verify  # noqa: E402
-from cimfs_cffi.build import build  # noqa: E402
+from cimfs_cffi import build  # noqa: E402
 
 MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
 <Package xmlns="http://schemas.microsoft.com/appx/manifest/foundation/windows10">
