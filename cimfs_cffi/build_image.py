@@ -20,7 +20,7 @@ from .builder import Builder, BuildSummary, Progress
 from .errors import BuildError, CimError
 from .from_directory import add_directory
 from .from_package import add_package
-from .from_tar import add_tar
+from .from_tar import STDIN, add_tar
 from .image import Image
 from .names import InvalidName, NameCollision, NamePolicy
 from .paths import upcase
@@ -34,7 +34,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
           expand_pe: bool = True, root_directory: Optional[str] = None, backend: str = "auto",
           on_collision: str = "error", on_invalid: str = "error", threads: Optional[int] = None) -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
-    from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``), or
+    from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``; ``"-"``:
+    a tar on standard input, e.g. a pipe; a directory named ``-`` is ``./-``), or
     an MSIX/APPX package, unpacked under ``root_directory`` (msixmgr's ``-rootDirectory``) as
     ``<root_directory>/<PackageFullName>/``.
 
@@ -57,7 +58,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     started = time.monotonic()
     source, image = os.fspath(source), os.fspath(image)
     directory, name = os.path.split(os.path.abspath(image))
-    if not os.path.exists(source):
+    from_stdin = source == STDIN
+    if not from_stdin and not os.path.exists(source):
         raise BuildError("no such source: %s" % source, path=source)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise BuildError("threads must be at least 1, not %r" % (threads,))
@@ -65,7 +67,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         names = NamePolicy(on_collision, on_invalid)
     except ValueError as e:
         raise BuildError(str(e)) from None
-    is_package = os.path.isfile(source) and msix.looks_like_package(source)
+    is_package = not from_stdin and os.path.isfile(source) and msix.looks_like_package(source)
     if root_directory is not None and not is_package:
         raise BuildError("--root-directory applies to MSIX/APPX packages only", path=source)
     parent_name = os.path.basename(parent) if parent else None
@@ -78,7 +80,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
 
     def fill(img: Image) -> None:
         b = Builder(img, parent_reader, summary, progress, ignore_missing_links, names, threads != 1)
-        if os.path.isdir(source):
+        if not from_stdin and os.path.isdir(source):
             if layer:
                 raise BuildError("--layer takes a layer tar, not a directory", path=source)
             add_directory(source, b)

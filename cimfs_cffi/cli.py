@@ -8,6 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
+from . import __version__, system_backend_available
 from .build_image import build, build_packages
 from .builder import Progress
 from .errors import BuildError, CimError
@@ -156,10 +157,12 @@ def add_build_command(command) -> None:
                 ["cimfs build rootfs/ images/base.cim",
                  "cimfs build --layer layer1.tar.gz images/layer1.cim",
                  "cimfs build --layer --parent layer1.cim layer2.tar images/layer2.cim",
+                 "curl -sL https://example.com/layer.tar.gz | cimfs build --layer - images/layer3.cim",
                  "cimfs build --root-directory msix MyApp_1.0.0.0_x64.msix appattach/MyApp.cim",
                  "cimfs build --packages --jobs 4 --root-directory msix packages/ appattach/"])
     c.add_argument("source", help="a directory, a tar file (plain, .gz, .bz2, .xz; .zst with 'zstandard'), "
-                                  "an .msix/.appx package, or with --packages a folder of packages")
+                                  "'-' for a tar on standard input, an .msix/.appx package, or with --packages "
+                                  "a folder of packages")
     c.add_argument("image", help="the .cim file to write (its directory holds the region files); "
                                  "with --packages, the folder that gets one NAME/NAME.cim per package")
     c.add_argument("--parent", metavar="PARENT", help="fork from this image (in the same directory)")
@@ -244,6 +247,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n  cimfs build rootfs/ out/layer.cim\n  cimfs info out/layer.cim\n"
                "  cimfs ls -l out/layer.cim Files\n  cimfs verify out/layer.cim\n"
                "\nRun 'cimfs COMMAND --help' for the options of a command.")
+    p.add_argument("--version", action="version", version="cimfs %s (cimfs_cffi, %s writer)"
+                   % (__version__, "portable" if not system_backend_available() else "portable and cimfs.dll"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -13,6 +13,7 @@ only comes later is made at the end.  The bytes come through
 import datetime
 import io
 import lzma
+import sys
 import tarfile
 import zlib
 from typing import Iterator, List, Tuple
@@ -26,6 +27,7 @@ from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_PO
 
 __all__ = ["add_tar", "MAX_HOLE_FILL", "HIVES"]
 
+STDIN = "-"                    # the source name of a tar read from standard input
 MAX_HOLE_FILL = 64 << 20       # zeros a partly sparse tar member may cost (more: refused)
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
 # What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).
@@ -43,8 +45,12 @@ def _decode_errors() -> tuple:
 
 
 def _open_tar(path: str, stack: List, b: Builder) -> Tuple[tarfile.TarFile, tarstream.TarStream]:
-    """The tar at ``path`` (plain, gzip, bzip2, xz or zstd) and the stream its data is read from."""
-    raw = open(path, "rb", buffering=1 << 20)
+    """The tar at ``path`` (plain, gzip, bzip2, xz or zstd; ``-``: standard input) and the stream
+    its data is read from."""
+    if path == STDIN:  # a pipe: read forward only, as everything here does; stdin itself stays open
+        raw = io.BufferedReader(io.FileIO(sys.stdin.fileno(), "rb", closefd=False), 1 << 20)
+    else:
+        raw = open(path, "rb", buffering=1 << 20)
     stack.append(raw)
     try:
         source, _ = tarstream.decompressed(raw)

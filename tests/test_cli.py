@@ -193,3 +193,29 @@ def test_the_readme_example_script_runs(tmp_path):
                           cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "verified clean" in done.stdout and "links=3" in done.stdout
+
+
+def test_version(capsys):
+    import cimfs_cffi
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("cimfs %s (" % cimfs_cffi.__version__)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_build_reads_a_layer_from_standard_input(tmp_path, compress):
+    import gzip
+    import io
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        t = tarfile.TarInfo("Files/hello.txt")
+        t.size = 5
+        tar.addfile(t, io.BytesIO(b"hello"))
+    data = gzip.compress(buf.getvalue()) if compress else buf.getvalue()
+    out = subprocess.run([sys.executable, "-m", "cimfs_cffi", "build", "--layer", "-q", "-", str(tmp_path / "l.cim")],
+                         input=data, capture_output=True, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    with open_image(str(tmp_path / "l.cim")) as img:
+        assert img.read_bytes("Files\\hello.txt") == b"hello"
+        assert img.exists("Hives") is False  # no hives in this layer: nothing added

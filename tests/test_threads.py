@@ -1,6 +1,5 @@
 """Writer threads (CimfsSetWriterThreads, build(threads=...), --threads): the image is
 byte-identical whatever the setting, and each HRESULT path of the setting."""
-import gzip
 import io
 import os
 import random
