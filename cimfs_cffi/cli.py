@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from . import __version__, system_backend_available
+from . import __version__, jsonout, system_backend_available
 from .build_image import build, build_packages
 from .builder import Progress
 from .errors import BuildError, CimError
@@ -33,6 +33,9 @@ def _out():
 # ---- info ------------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
     with open_image(args.image) as image:
+        if args.json:
+            jsonout.emit(jsonout.info(image, args.image))
+            return 0
         s = image.summary()
         w = sys.stdout.write
         w("image:          %s\n" % os.path.abspath(args.image))
@@ -81,6 +84,9 @@ def _long_line(name: str, info: FileInfo) -> str:
 def cmd_ls(args) -> int:
     with open_image(args.image) as image:
         info = image.stat(args.path)
+        if args.json:
+            _ls_json(image, info, args.recursive)
+            return 0
         if not info.is_dir:
             print(_long_line(info.path, info) if args.long else info.path)
             return 0
@@ -98,6 +104,22 @@ def cmd_ls(args) -> int:
             for name, rec in entries:
                 print(_long_line(name, FileInfo(image, rec, base + name)) if args.long else name)
     return 0
+
+
+def _ls_json(image, info: FileInfo, recursive: bool) -> None:
+    """JSON Lines: the entry itself if it is a file, else its children (and below, with -R)."""
+    if not info.is_dir:
+        jsonout.emit(jsonout.entry(info.path, info))
+        return
+    if not recursive:
+        base = info.path + "\\" if info.path else ""
+        for name, child in image.scandir(info.path):
+            jsonout.emit(jsonout.entry(base + name, child))
+        return
+    for directory, entries in image.directory_entries(info._rec, info.path):
+        base = directory + "\\" if directory else ""
+        for name, rec in entries:
+            jsonout.emit(jsonout.entry(base + name, FileInfo(image, rec, base + name)))
 
 
 # ---- cat / extract / export / verify ------------------------------------------------------------------
@@ -142,6 +164,9 @@ def cmd_verify(args) -> int:
     from .verify import ERROR, verify
     findings = verify(args.image)
     shown = [f for f in findings if f.severity == ERROR] if args.errors_only else findings
+    if args.json:
+        jsonout.emit(jsonout.verify_result(args.image, shown))
+        return 1 if shown else 0
     for f in shown:
         print(f)
     if not args.quiet:
@@ -150,7 +175,6 @@ def cmd_verify(args) -> int:
     return 1 if shown else 0
 
 
-# ---- argument parsing -----------------------------------------------------------------------------------
 # ---- build -----------------------------------------------------------------------------------------
 def add_build_command(command) -> None:
     c = command("build", cmd_build, "Build a CIM image from a directory, a (container layer) tar or an MSIX package.",
@@ -195,6 +219,8 @@ def add_build_command(command) -> None:
                    help="1: do everything on one thread; default: read the source and hash on helper threads "
                         "beside the writes (the image is the same either way)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+    c.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (README "
+                   "'Machine-readable output'); with --packages, one per package")
 
 
 def cmd_build(args) -> int:
@@ -210,7 +236,9 @@ def cmd_build(args) -> int:
         print("cimfs: %s" % event, file=sys.stderr)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
-    if not args.quiet:
+    if args.json:
+        jsonout.emit(jsonout.build_result(summary))
+    elif not args.quiet:
         print(summary.line())
     return 0
 
@@ -232,6 +260,10 @@ def _cmd_build_packages(args) -> int:
         if error is not None:
             failed += 1
             print("cimfs: error: %s: %s" % (package, error), file=sys.stderr)
+            if args.json:
+                jsonout.emit({"schema": jsonout.SCHEMA, "source": os.path.abspath(package), "error": error})
+        elif args.json:
+            jsonout.emit(dict(jsonout.build_result(summary), source=os.path.abspath(package)))
         elif not args.quiet:
             print(summary.line())
     if not args.quiet or failed:
@@ -239,6 +271,7 @@ def _cmd_build_packages(args) -> int:
     return 1 if failed else 0
 
 
+# ---- argument parsing -----------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -258,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         return c
 
-    c = command("info", cmd_info, "Show an image's version, region files and counts.", ["cimfs info layer.cim"])
+    c = command("info", cmd_info, "Show an image's version, region files and counts.",
+                ["cimfs info layer.cim", "cimfs info --json layer.cim"])
+    c.add_argument("--json", action="store_true", help="one JSON object (README 'Machine-readable output')")
     c.add_argument("image", help="the .cim file")
 
     c = command("ls", cmd_ls, "List a directory of an image (paths use / or \\; matching ignores case).",
@@ -268,6 +303,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-l", dest="long", action="store_true",
                    help="long format: attributes (d dir, l reparse, r h s a S), link count, size, time")
     c.add_argument("-R", dest="recursive", action="store_true", help="list subdirectories recursively")
+    c.add_argument("--json", action="store_true", help="one JSON object per entry (JSON Lines), full paths, "
+                   "every field")
 
     c = command("cat", cmd_cat, "Write a file, or one of its alternate streams, to standard output.",
                 ["cimfs cat layer.cim Files/hello.txt", "cimfs cat layer.cim Files/hello.txt:Zone.Identifier"])
@@ -295,6 +332,7 @@ def _parser() -> argparse.ArgumentParser:
                 ["cimfs verify layer.cim", "cimfs verify --errors-only layer.cim"])
     c.add_argument("image", help="the .cim file")
     c.add_argument("--errors-only", action="store_true", help="ignore warnings (exit 0 if only warnings)")
+    c.add_argument("--json", action="store_true", help="the findings and counts as one JSON object")
     c.add_argument("-q", "--quiet", action="store_true", help="no count line on stderr")
     add_build_command(command)
     c = command("gc", cmd_gc, "Remove what killed writers left in an image directory: temporary files, images "

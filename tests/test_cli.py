@@ -219,3 +219,44 @@ def test_build_reads_a_layer_from_standard_input(tmp_path, compress):
     with open_image(str(tmp_path / "l.cim")) as img:
         assert img.read_bytes("Files\\hello.txt") == b"hello"
         assert img.exists("Hives") is False  # no hives in this layer: nothing added
+
+
+def test_json_output_of_info_ls_verify_and_build(tmp_path, capsys):
+    import json
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_bytes(b"hello")
+    os.link(src / "d" / "a", src / "d" / "b")
+    os.symlink("a", src / "d" / "s")
+    cim = str(tmp_path / "out" / "x.cim")
+    code, out, _ = run(capsys, "build", "--json", str(src), cim)
+    built = json.loads(out)
+    assert code == 0 and built["schema"] == 1 and built["image"] == cim
+    assert (built["files"], built["links"], built["symlinks"], built["bytes"]) == (1, 1, 1, 5)
+    assert built["names"] == [] and built["warnings"] == []
+
+    code, out, _ = run(capsys, "info", "--json", cim)
+    info = json.loads(out)
+    assert info["format"] == "2.0" and info["files"] == 2 and info["links"] == 1 and len(info["regions"]) == 3
+    assert {r["type"] for r in info["regions"]} == {0, 1, 2} and info["parent_sets"] == []
+
+    code, out, _ = run(capsys, "ls", "--json", "-R", cim)
+    rows = [json.loads(line) for line in out.splitlines()]
+    by_path = {r["path"]: r for r in rows}
+    assert set(by_path) == {"d", "d\\a", "d\\b", "d\\s"}
+    assert by_path["d"]["type"] == "directory" and by_path["d\\s"] == dict(by_path["d\\s"], type="symlink", target="a")
+    assert by_path["d\\a"]["nlink"] == 2 and by_path["d\\a"]["file_id"] == by_path["d\\b"]["file_id"]
+    assert by_path["d\\a"]["size"] == 5 and by_path["d\\a"]["last_write_time"] > 0
+    code, out, _ = run(capsys, "ls", "--json", cim, "d/a")
+    assert json.loads(out)["path"].lower() == "d\\a"
+
+    code, out, _ = run(capsys, "verify", "--json", cim)
+    assert code == 0 and json.loads(out) == {"schema": 1, "image": cim, "errors": 0, "warnings": 0, "findings": []}
+    region = next(os.path.join(tmp_path, "out", n) for n in os.listdir(tmp_path / "out") if n.endswith("_2"))
+    with open(region, "r+b") as f:  # the small-data region: damage "hello"
+        data = f.read()
+        f.seek(data.index(b"hello"))
+        f.write(b"HELLO")
+    code, out, _ = run(capsys, "verify", "--json", cim)
+    result = json.loads(out)
+    assert code == 1 and result["errors"] >= 1 and result["findings"][0]["severity"] == "error"
