@@ -2,6 +2,7 @@
 # Sanitizer step: the C core under AddressSanitizer + UndefinedBehaviorSanitizer.
 #   1. tests/c/leak_check.c: every API path from C, with LeakSanitizer on;
 #      tests/c/sha512_check.c: each SHA-512 code path (portable, AVX2);
+#      tests/c/defer_stress.c: streams hashed on helper threads (TSan and ASan);
 #      tests/c/fuzz_pe.c: the PE layout planner fed mutated headers;
 #   2. the whole pytest suite against an extension built with the sanitizers
 #      (Python itself is not instrumented, so the runtimes are preloaded and
@@ -22,6 +23,13 @@ ASAN_OPTIONS=detect_leaks=1 "$WORK/leak_check" "$WORK/images"
 echo "== sanitizers: SHA-512, every code path against the portable one and known digests"
 $CC -std=c99 $SAN -Wall -Wextra -Ilibcimfs tests/c/sha512_check.c -o "$WORK/sha512_check"
 "$WORK/sha512_check"
+echo "== sanitizers: queued streams (cim_defer.c) under ThreadSanitizer, then ASan: byte-identical to one thread"
+if command -v clang >/dev/null; then
+    clang -std=c11 -fsanitize=thread -g -O1 -Wall -Ilibcimfs tests/c/defer_stress.c libcimfs/*.c -lpthread -o "$WORK/defer_tsan"
+    mkdir "$WORK/tsan" && "$WORK/defer_tsan" "$WORK/tsan"
+fi
+$CC -std=c11 $SAN -Wall -Ilibcimfs tests/c/defer_stress.c libcimfs/*.c -lpthread -o "$WORK/defer_asan"
+mkdir "$WORK/asan" && ASAN_OPTIONS=detect_leaks=1 "$WORK/defer_asan" "$WORK/asan"
 echo "== sanitizers: PE planner fuzz"
 $CC -std=c11 $SAN -Wall -Ilibcimfs -Itests/c tests/c/fuzz_pe.c libcimfs/cim_pe.c -o "$WORK/fuzz_pe"
 "$WORK/fuzz_pe" 300000

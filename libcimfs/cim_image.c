@@ -115,7 +115,9 @@ static void destroy(cim_image *img)
     }
     cim_ns_free(&img->ns);
     cim_dedup_free(&img->dedup);
+    cim_defer_free(img); /* before anything its helpers could still be reading */
     free(img->stream.probe);
+    free(img->stream.buf);
     cim_offload_free(img->offload);
     if (img->parent_files)
         for (i = 0; i < (int)img->parent_region_count; i++) cim_file_close(img->parent_files[i]);
@@ -316,6 +318,7 @@ HRESULT cim_portable_set_format_version(CIMFS_IMAGE_HANDLE h, uint32_t major, ui
     hr = check_open(img);
     if (hr >= 0 && (major < CIM_VERSION_MAJOR_MIN || major > CIM_VERSION_MAJOR_MAX || minor != 0))
         hr = CIMFS_E_INVALIDARG;
+    if (hr >= 0) cim_defer_drain(img);
     if (hr >= 0) img->format_major = major;
     release(img, 1);
     return hr;
@@ -327,7 +330,11 @@ HRESULT cim_portable_set_writer_threads(CIMFS_IMAGE_HANDLE h, uint32_t threads)
     HRESULT hr;
     if (!img) return CIMFS_E_INVALIDARG;
     hr = check_open(img);
-    if (hr >= 0) img->threads = threads;
+    if (hr >= 0) {
+        cim_defer_drain(img);
+        cim_defer_free(img); /* started again, with the new count, by the next stream that can use it */
+        img->threads = threads;
+    }
     if (hr >= 0 && threads == 1) {
         cim_offload_free(img->offload);
         img->offload = NULL;
@@ -343,6 +350,7 @@ HRESULT cim_portable_commit_image(CIMFS_IMAGE_HANDLE h)
     int i;
     if (!img) return CIMFS_E_INVALIDARG;
     hr = check_open(img);
+    if (hr >= 0) cim_defer_drain(img);
     if (hr >= 0) {
         hr = img->io_error < 0 ? img->io_error : cim_commit(img);
         if (hr < 0) {
@@ -474,11 +482,10 @@ static HRESULT validate_metadata(cim_image *img, const CIMFS_FILE_METADATA *md, 
  */
 static HRESULT store_metadata_objects(cim_image *img, validated_md *v)
 {
-    uint64_t ignored;
     HRESULT hr = CIMFS_S_OK;
     if (!v->sd) hr = cim_ns_intern(&img->ns, CIM_BLOB_SD, cim_null_dacl_sd, CIM_NULL_DACL_SD_SIZE, &v->sd);
-    if (hr >= 0) hr = cim_put_blob(img, v->sd, &ignored);
-    if (hr >= 0) hr = cim_put_blob(img, v->reparse, &ignored);
+    if (hr >= 0) hr = cim_defer_blob(img, v->sd);
+    if (hr >= 0) hr = cim_defer_blob(img, v->reparse);
     if (hr < 0 && hr != CIMFS_E_OUTOFMEMORY && img->io_error >= 0) img->io_error = hr; /* fails the commit */
     return hr;
 }
@@ -543,6 +550,7 @@ HRESULT cim_portable_create_file(CIMFS_IMAGE_HANDLE h, PCWSTR path, const CIMFS_
     if (hr >= 0) hr = cim_path_parse(path, CIM_PATH_ALLOW_ROOT, &p);
     if (hr >= 0) hr = validate_metadata(img, md, &v);
     if (hr >= 0) hr = cim_ns_resolve(&img->ns, &p, &parent, &entry, &name, &name_len);
+    if (hr >= 0 && entry) cim_defer_drain(img); /* a name replaced or re-created: nothing queued may point there */
     if (hr >= 0) hr = store_metadata_objects(img, &v);
     if (hr < 0) goto done;
 
@@ -656,6 +664,7 @@ HRESULT cim_portable_create_alternate_stream(CIMFS_IMAGE_HANDLE h, PCWSTR path, 
     if (hr >= 0) hr = cim_ns_resolve(&img->ns, &p, &parent, &entry, &name, &name_len);
     if (hr >= 0 && !entry) hr = CIMFS_HR_PATH_NOT_FOUND;
     if (hr < 0) goto done;
+    cim_defer_drain(img); /* a replaced stream may be queued */
     ads = (cim_ads *)calloc(1, sizeof *ads + p.stream_len * sizeof(WCHAR));
     if (!ads) {
         hr = CIMFS_E_OUTOFMEMORY;
@@ -713,7 +722,10 @@ static HRESULT hard_link_locked(cim_image *img, PCWSTR path, PCWSTR existing, in
         /* Allocate first, so that running out of memory changes nothing. */
         cim_entry *e = cim_ns_entry_new(nname, nlen);
         if (!e) return CIMFS_E_OUTOFMEMORY;
-        if (current) cim_ns_unlink(&img->ns, current); /* only this name of the old file */
+        if (current) {
+            cim_defer_drain(img); /* the old file may go, and may be queued */
+            cim_ns_unlink(&img->ns, current); /* only this name of the old file */
+        }
         cim_ns_insert(&img->ns, nparent, e, target->node);
     }
     return CIMFS_S_OK;
@@ -777,6 +789,7 @@ HRESULT cim_portable_delete_path(CIMFS_IMAGE_HANDLE h, PCWSTR path)
     if (hr >= 0) hr = cim_path_parse(path, CIM_PATH_ALLOW_STREAM, &p);
     if (hr >= 0) hr = cim_ns_resolve(&img->ns, &p, &parent, &entry, &name, &name_len);
     if (hr >= 0 && !entry) hr = CIMFS_HR_PATH_NOT_FOUND;
+    if (hr >= 0) cim_defer_drain(img); /* what goes may be queued */
     if (hr >= 0) {
         if (p.stream) {
             cim_ads **pp = find_ads(img, entry->node, p.stream, p.stream_len);

@@ -192,6 +192,23 @@ HRESULT cim_dedup_add(cim_dedup *d, uint64_t length, const uint8_t *digest, uint
 
 enum cim_image_state { CIM_STATE_OPEN, CIM_STATE_COMMITTED, CIM_STATE_FAILED };
 
+/* A closed stream waiting for its object ID (cim_defer.c). */
+typedef struct cim_deferred_stream {
+    cim_node *node;
+    cim_ads *ads;               /* or NULL for the primary stream */
+    int large;                  /* data region (else small-data region) */
+    uint8_t *bytes;             /* the stored bytes (PE layout applied), owned */
+    uint64_t length;            /* how many */
+    uint64_t capacity;          /* the stream's logical length */
+    cim_pe_layout *pe;          /* owned copy for a PE-image stream, else NULL */
+} cim_deferred_stream;
+
+typedef struct cim_defer cim_defer;
+typedef struct cim_deferred cim_deferred;
+
+/* Streams up to this size are hashed on helper threads (cim_defer.c). */
+#define CIM_DEFER_MAX (32u << 20)
+
 typedef struct cim_stream_state {
     int open;
     uintptr_t token;
@@ -205,6 +222,10 @@ typedef struct cim_stream_state {
     uint64_t start;             /* byte offset of the data in the region */
     cim_objid_ctx digest;       /* object ID of the bytes stored so far */
     cim_offload *offload;       /* hashes large writes beside the region write; NULL: inline */
+    int deferred;               /* stored bytes go to `buf`, hashed and placed later (cim_defer.c) */
+    int large;                  /* the data region (else small data) */
+    uint8_t *buf;
+    size_t buf_len, buf_cap;
     /* PE-image streams (cim_pe.h): a file's first bytes wait in `probe`
      * until its headers say whether it is stored laid out for mapping. */
     int pe_state;               /* CIM_PE_OFF, CIM_PE_PROBING or CIM_PE_ON */
@@ -241,6 +262,7 @@ typedef struct cim_image {
     int expand_pe;              /* store PE files as PE-image streams (no CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES) */
     uint32_t threads;           /* CimfsSetWriterThreads: 1 = the caller's thread only, 0 = default */
     cim_offload *offload;       /* created on the first large stream unless threads == 1 */
+    cim_defer *defer;           /* helper threads hashing closed streams; NULL: none yet */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;
@@ -260,6 +282,17 @@ HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n);
 HRESULT cim_stream_finish(cim_image *img);
 /* Drops the open stream's data (it reads as zeros) without writing anything. */
 void cim_stream_abort(cim_image *img);
+/* A deferred stream's region effects, now that its digest is known; or, after a failure, none. */
+HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *s, const uint8_t *digest);
+void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *s);
+
+/* cim_defer.c */
+int cim_defer_enabled(cim_image *img);           /* starts the helpers if the image may use them */
+HRESULT cim_defer_stream(cim_image *img, const cim_deferred_stream *s); /* takes over its buffers */
+HRESULT cim_defer_blob(cim_image *img, cim_blob *b);  /* cim_put_blob, in turn behind queued streams */
+int cim_defer_pending(const cim_image *img);
+void cim_defer_drain(cim_image *img);            /* everything queued is placed on return */
+void cim_defer_free(cim_image *img);             /* stops the helpers; drops what is queued */
 uint64_t cim_empty_stream_offset(const cim_image *img);
 
 /*

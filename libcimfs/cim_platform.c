@@ -436,6 +436,62 @@ void cim_mutex_lock(cim_mutex *m) { pthread_mutex_lock(&m->m); }
 void cim_mutex_unlock(cim_mutex *m) { pthread_mutex_unlock(&m->m); }
 
 
+struct cim_cond {
+    pthread_cond_t c;
+};
+
+cim_cond *cim_cond_new(void)
+{
+    cim_cond *c = (cim_cond *)malloc(sizeof *c);
+    if (c && pthread_cond_init(&c->c, NULL) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void cim_cond_free(cim_cond *c)
+{
+    if (!c) return;
+    pthread_cond_destroy(&c->c);
+    free(c);
+}
+
+void cim_cond_wait(cim_cond *c, cim_mutex *m) { pthread_cond_wait(&c->c, &m->m); }
+void cim_cond_broadcast(cim_cond *c) { pthread_cond_broadcast(&c->c); }
+
+struct cim_thread {
+    pthread_t t;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *thread_main(void *p)
+{
+    cim_thread *t = (cim_thread *)p;
+    t->fn(t->arg);
+    return NULL;
+}
+
+cim_thread *cim_thread_start(void (*fn)(void *), void *arg)
+{
+    cim_thread *t = (cim_thread *)malloc(sizeof *t);
+    if (!t) return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    if (pthread_create(&t->t, NULL, thread_main, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void cim_thread_join(cim_thread *t)
+{
+    pthread_join(t->t, NULL);
+    free(t);
+}
+
 struct cim_offload {
     pthread_t thread;
     pthread_mutex_t m;
@@ -820,6 +876,55 @@ void cim_mutex_free(cim_mutex *m) { free(m); }
 void cim_mutex_lock(cim_mutex *m) { AcquireSRWLockExclusive(&m->l); }
 void cim_mutex_unlock(cim_mutex *m) { ReleaseSRWLockExclusive(&m->l); }
 
+
+struct cim_cond {
+    CONDITION_VARIABLE c;
+};
+
+cim_cond *cim_cond_new(void)
+{
+    cim_cond *c = (cim_cond *)malloc(sizeof *c);
+    if (c) InitializeConditionVariable(&c->c);
+    return c;
+}
+
+void cim_cond_free(cim_cond *c) { free(c); }
+void cim_cond_wait(cim_cond *c, cim_mutex *m) { SleepConditionVariableSRW(&c->c, &m->l, INFINITE, 0); }
+void cim_cond_broadcast(cim_cond *c) { WakeAllConditionVariable(&c->c); }
+
+struct cim_thread {
+    HANDLE h;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static DWORD WINAPI thread_main(LPVOID p)
+{
+    cim_thread *t = (cim_thread *)p;
+    t->fn(t->arg);
+    return 0;
+}
+
+cim_thread *cim_thread_start(void (*fn)(void *), void *arg)
+{
+    cim_thread *t = (cim_thread *)malloc(sizeof *t);
+    if (!t) return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->h = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+    if (!t->h) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void cim_thread_join(cim_thread *t)
+{
+    WaitForSingleObject(t->h, INFINITE);
+    CloseHandle(t->h);
+    free(t);
+}
 
 struct cim_offload {
     HANDLE thread;

@@ -71,6 +71,18 @@ void cim_mutex_unlock(cim_mutex *m);
 void cim_global_lock(void);
 void cim_global_unlock(void);
 
+/* A condition variable used with a cim_mutex, and a joinable thread.  NULL
+ * from the constructors: out of memory or no threads (callers then do the
+ * work themselves). */
+typedef struct cim_cond cim_cond;
+cim_cond *cim_cond_new(void);
+void cim_cond_free(cim_cond *c);
+void cim_cond_wait(cim_cond *c, cim_mutex *m);   /* m held; released while waiting */
+void cim_cond_broadcast(cim_cond *c);
+typedef struct cim_thread cim_thread;
+cim_thread *cim_thread_start(void (*fn)(void *), void *arg);
+void cim_thread_join(cim_thread *t);             /* frees t */
+
 /* A helper thread that runs one job at a time beside the caller: post a job,
  * do other work, wait for it.  NULL from cim_offload_new (no threads, or out
  * of memory) means: run the work inline. */

@@ -43,15 +43,28 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
     s->written = 0;
     s->region = NULL;
     s->pe_state = CIM_PE_OFF;
+    s->deferred = 0;
+    s->offload = NULL;
     cim_objid_init(&s->digest);
-    if (capacity >= CIM_OFFLOAD_MIN && img->threads != 1 && !img->offload) img->offload = cim_offload_new();
-    s->offload = img->offload;
     if (s->capacity > 0) {
         int large = s->capacity > CIM_SMALL_DATA_MAX;
-        s->region = &img->regions[large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
-        s->pre_align = s->region->end;
-        hr = cim_region_align(s->region, large ? CIM_PAGE : 8);
-        s->start = s->region->end;
+        s->large = large;
+        if (s->capacity <= CIM_DEFER_MAX && cim_defer_enabled(img)) {
+            /* Hashed and placed later (cim_defer.c): the bytes wait in memory. */
+            s->buf_cap = (size_t)s->capacity;
+            s->buf_len = 0;
+            s->buf = (uint8_t *)malloc(s->buf_cap);
+            if (!s->buf) return CIMFS_E_OUTOFMEMORY;
+            s->deferred = 1;
+        } else {
+            cim_defer_drain(img); /* queued effects come first */
+            if (capacity >= CIM_OFFLOAD_MIN && img->threads != 1 && !img->offload) img->offload = cim_offload_new();
+            s->offload = img->offload;
+            s->region = &img->regions[large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
+            s->pre_align = s->region->end;
+            hr = cim_region_align(s->region, large ? CIM_PAGE : 8);
+            s->start = s->region->end;
+        }
         if (large && !ads && img->expand_pe && s->capacity <= CIM_PE_MAX_FILE) {
             if (!s->probe) s->probe = (uint8_t *)malloc(CIM_PE_PROBE_MAX); /* without it: plain data */
             s->pe_state = s->probe ? CIM_PE_PROBING : CIM_PE_OFF;
@@ -75,10 +88,32 @@ static void run_hash_job(void *arg)
     cim_objid_update(job->digest, job->p, job->n);
 }
 
+/* Bytes of a deferred stream: into its buffer (a PE layout may outgrow the file). */
+static HRESULT buffer_bytes(cim_stream_state *s, const void *p, size_t n)
+{
+    if (n > s->buf_cap - s->buf_len) {
+        size_t cap = s->buf_cap * 2 > s->buf_len + n ? s->buf_cap * 2 : s->buf_len + n;
+        uint8_t *bigger = (uint8_t *)realloc(s->buf, cap);
+        if (!bigger) return CIMFS_E_OUTOFMEMORY;
+        s->buf = bigger;
+        s->buf_cap = cap;
+    }
+    memcpy(s->buf + s->buf_len, p, n);
+    s->buf_len += n;
+    return CIMFS_S_OK;
+}
+
+/* How many bytes the stream has stored so far. */
+static uint64_t stored(const cim_stream_state *s)
+{
+    return s->deferred ? s->buf_len : s->region->end - s->start;
+}
+
 /* Bytes as stored: into the region and the digest (large ones on two threads at once). */
 static HRESULT store_bytes(cim_stream_state *s, const void *p, size_t n)
 {
     HRESULT hr;
+    if (s->deferred) return buffer_bytes(s, p, n);
     if (s->offload && n >= CIM_OFFLOAD_MIN) {
         struct hash_job job;
         job.digest = &s->digest;
@@ -113,9 +148,9 @@ static HRESULT store_pe_bytes(cim_stream_state *s, const uint8_t *p, size_t n)
     while (hr >= 0 && n > 0) {
         const cim_pe_run *run = &L->runs[s->pe_run];
         uint64_t run_end = s->pe_run + 1 < L->nruns ? L->runs[s->pe_run + 1].file_offset : L->file_length;
-        uint64_t stored = s->region->end - s->start;
+        uint64_t have = stored(s);
         size_t k = run_end - s->pe_in < n ? (size_t)(run_end - s->pe_in) : n;
-        if (stored < run->stored_offset) hr = store_zeros(s, run->stored_offset - stored);
+        if (have < run->stored_offset) hr = store_zeros(s, run->stored_offset - have);
         if (hr >= 0) hr = store_bytes(s, p, k);
         s->pe_in += k;
         p += k;
@@ -175,11 +210,23 @@ HRESULT cim_stream_write(cim_image *img, const void *buf, uint32_t n)
     return take < n ? CIMFS_HR_HANDLE_EOF : CIMFS_S_OK;
 }
 
-static void store(cim_stream_state *s, uint64_t offset, uint64_t len_type)
+static void store_at(cim_node *node, cim_ads *ads, uint64_t offset, uint64_t len_type)
 {
-    cim_dstream *d = s->ads ? &s->ads->stream : &s->node->data;
+    cim_dstream *d = ads ? &ads->stream : &node->data;
     d->offset = offset;
     d->len_type = len_type;
+}
+
+static void store(cim_stream_state *s, uint64_t offset, uint64_t len_type)
+{
+    store_at(s->node, s->ads, offset, len_type);
+}
+
+static void drop_buffer(cim_stream_state *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+    s->buf_len = s->buf_cap = 0;
 }
 
 void cim_stream_abort(cim_image *img)
@@ -187,8 +234,69 @@ void cim_stream_abort(cim_image *img)
     cim_stream_state *s = &img->stream;
     s->open = 0;
     if (s->is_dir) return;
-    if (s->region) cim_region_rewind(s->region, s->pre_align);
+    if (s->deferred) drop_buffer(s);
+    else if (s->region) cim_region_rewind(s->region, s->pre_align);
     store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+}
+
+void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *d)
+{
+    store_at(d->node, d->ads, cim_empty_stream_offset(img),
+             CIM_STREAM_LT(d->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
+}
+
+/* A deferred stream's bytes are complete: queue them, with their PE layout. */
+static HRESULT defer(cim_image *img)
+{
+    cim_stream_state *s = &img->stream;
+    cim_deferred_stream d;
+    HRESULT hr;
+    d.node = s->node;
+    d.ads = s->ads;
+    d.large = s->large;
+    d.bytes = s->buf;
+    d.length = s->buf_len;
+    d.capacity = s->capacity;
+    d.pe = NULL;
+    if (s->pe_state == CIM_PE_ON) {
+        d.pe = (cim_pe_layout *)malloc(sizeof *d.pe);
+        if (!d.pe) return CIMFS_E_OUTOFMEMORY;
+        *d.pe = s->pe;
+    }
+    hr = cim_defer_stream(img, &d);
+    if (hr < 0) {
+        free(d.pe);
+        return hr;
+    }
+    s->buf = NULL; /* the queue owns it now */
+    s->buf_len = s->buf_cap = 0;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *d, const uint8_t *digest)
+{
+    cim_region *r = &img->regions[d->large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
+    uint64_t data_offset = cim_dedup_lookup(img, d->length, digest);
+    HRESULT hr = CIMFS_S_OK;
+    if (!data_offset) { /* new content: aligned as the writer aligns every object */
+        uint64_t start;
+        hr = cim_region_align(r, d->large ? CIM_PAGE : 8);
+        start = r->end;
+        if (hr >= 0) hr = cim_region_write(r, d->bytes, (size_t)d->length);
+        if (hr >= 0) hr = cim_dedup_remember(img, r, d->length, digest, start);
+        if (hr < 0) return hr;
+        data_offset = CIM_OFFSET(r->global_index, start);
+    }
+    if (d->pe) {
+        uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
+        uint64_t descriptor_offset = 0;
+        size_t size = cim_pe_descriptor(d->pe, data_offset, descriptor);
+        hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], descriptor, size, 8, &descriptor_offset);
+        if (hr >= 0) store_at(d->node, d->ads, descriptor_offset, CIM_STREAM_LT(d->capacity, CIM_STREAM_PE_IMAGE));
+        return hr;
+    }
+    store_at(d->node, d->ads, data_offset, CIM_STREAM_LT(d->capacity, CIM_STREAM_DATA));
+    return hr;
 }
 
 /* The stored bytes are complete: deduplicate them and record where they are. */
@@ -215,7 +323,8 @@ static HRESULT finish_pe(cim_image *img)
     uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
     uint64_t data_offset, descriptor_offset = 0;
     size_t size;
-    HRESULT hr = store_zeros(s, s->pe.stored_length - (s->region->end - s->start));
+    HRESULT hr = store_zeros(s, s->pe.stored_length - stored(s));
+    if (hr >= 0 && s->deferred) return defer(img);
     if (hr >= 0) hr = place(img, s->pe.stored_length, &data_offset);
     if (hr < 0) return hr;
     size = cim_pe_descriptor(&s->pe, data_offset, descriptor);
@@ -237,6 +346,7 @@ static HRESULT finish_data(cim_image *img)
     }
     if (hr >= 0 && s->pe_state == CIM_PE_PROBING) hr = decide(s, 1);
     if (hr >= 0 && s->pe_state == CIM_PE_ON) return finish_pe(img);
+    if (hr >= 0 && s->deferred) return defer(img);
     if (hr >= 0) {
         uint64_t data_offset;
         hr = place(img, s->capacity, &data_offset);
@@ -248,7 +358,6 @@ static HRESULT finish_data(cim_image *img)
 HRESULT cim_stream_finish(cim_image *img)
 {
     cim_stream_state *s = &img->stream;
-    uint64_t ignored;
     HRESULT hr = CIMFS_S_OK;
     s->open = 0;
     if (!s->is_dir) {
@@ -256,7 +365,8 @@ HRESULT cim_stream_finish(cim_image *img)
             store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(0, CIM_STREAM_DATA));
         } else if (s->written == 0 && s->sparse_ok) {
             /* A sparse file never written: the whole stream reads as zeros, no data. */
-            cim_region_rewind(s->region, s->pre_align);
+            if (s->deferred) drop_buffer(s);
+            else cim_region_rewind(s->region, s->pre_align);
             store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
         } else {
             hr = finish_data(img);
@@ -267,6 +377,6 @@ HRESULT cim_stream_finish(cim_image *img)
         }
     }
     /* The file's EA buffer follows its data's metadata, as in Microsoft's images. */
-    if (!s->ads) hr = cim_put_blob(img, s->node->ea, &ignored);
+    if (!s->ads) hr = cim_defer_blob(img, s->node->ea);
     return hr;
 }

@@ -96,7 +96,9 @@ def test_failed_commit_keeps_the_committed_image(tmp_path, op, crash):
 
 
 def test_disk_full_while_streaming_fails_the_write_and_the_commit(workdir):
+    """On the caller's thread (threads 1, or a stream too large to queue) the write itself fails."""
     w = Writer(workdir)
+    assert u(lib.CimfsSetWriterThreads(w.h, 1)) == S_OK
     assert w.create("big", size=4 << 20) == S_OK
     lib.CimfsTestInjectFault(lib.CIM_FAULT_WRITE, 0, DISK_FULL, 0)
     results = {u(lib.CimWriteStream(w.stream, b"x" * (1 << 20), 1 << 20)) for _ in range(4)}
@@ -104,6 +106,23 @@ def test_disk_full_while_streaming_fails_the_write_and_the_commit(workdir):
     assert HR_DISK_FULL in results
     w.close_stream()
     assert w.commit() == HR_DISK_FULL
+    w.close()
+    assert os.listdir(workdir) == []
+
+
+@pytest.mark.parametrize("size", [100, 4 << 20])
+def test_disk_full_when_a_queued_stream_is_placed_fails_the_commit(workdir, size):
+    """A stream hashed on a helper thread reaches its region later: the failure of that write
+    fails the commit (and leaves nothing), whichever call placed it."""
+    w = Writer(workdir)
+    assert w.create("a", size=size) == S_OK
+    assert w.write(b"x" * size) == S_OK
+    w.close_stream()
+    lib.CimfsTestInjectFault(lib.CIM_FAULT_WRITE, 0, DISK_FULL, 0)
+    w.add("b", b"y" * size)
+    w.add("c", b"z" * size)
+    assert w.commit() == HR_DISK_FULL
+    lib.CimfsTestClearFault()
     w.close()
     assert os.listdir(workdir) == []
 
