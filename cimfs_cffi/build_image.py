@@ -47,9 +47,9 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     is "1.0", "2.0" or "3.0" (docs/format.md §18; default 2.0, or the parent's).
     ``expand_pe`` False stores PE files as plain data instead of PE-image streams.  ``backend`` is
     that of :meth:`Image.create` ("auto": Windows' cimfs.dll where present, else the portable writer).
-    ``threads`` 1 does everything on the calling thread; by default (None) the source is read
-    (decompressed, or walked) on a helper thread and large writes are hashed on another, beside
-    the writes (README "Speed").  The image is byte-identical whatever it is.
+    ``threads`` 1 does everything on the calling thread; by default (None) a tar is decompressed
+    on a helper thread and files are hashed on another while this one writes; N gives the writer
+    N - 1 hashing helpers (README "Speed").  The image is byte-identical whatever it is.
     ``on_collision`` and ``on_invalid`` are the name policy (:mod:`.names`): by default a source
     with two names Windows sees as one, or a name Windows cannot hold, raises
     :class:`NameCollision` or :class:`InvalidName` (with the paths) and nothing is written; what

@@ -216,8 +216,8 @@ def add_build_command(command) -> None:
                    help="store executables as plain data, not as PE-image streams laid out for mapping "
                         "(Windows' default, ours too)")
     c.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="1: do everything on one thread; default: read the source and hash on helper threads "
-                        "beside the writes (the image is the same either way)")
+                   help="1: do everything on one thread; default: decompress and hash on helper threads "
+                        "beside the writes; N: N-1 hashing helpers (the image is the same either way)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     c.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (README "
                    "'Machine-readable output'); with --packages, one per package")

@@ -138,8 +138,9 @@ class Image:
         PE-image streams laid out for mapping; False stores them as plain data
         (``CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES``).  Reading gives the same bytes.
         ``threads`` 1 keeps the portable writer on the caller's thread; by default
-        large writes are hashed on a helper thread beside the region write
-        (``CimfsSetWriterThreads``).  The image is byte-identical either way.
+        closed files are hashed on a helper thread while the caller goes on, and N
+        gives N - 1 helpers (``CimfsSetWriterThreads``, docs/api.md §9.5).  The
+        image is byte-identical either way.
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation

@@ -332,13 +332,14 @@ HRESULT CimfsSetFormatVersion(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 majorVer
 
 /*
  * CimfsSetWriterThreads: how many threads the portable writer may use for
- * this image.  1: only the caller's.  0 (default) or more: large writes
- * (CimWriteStream of 256 KiB or more) are hashed on a helper thread while
- * the caller's thread writes them to the region file; the call still
- * returns only when both are done, so nothing else changes.  The image is
+ * this image.  1: only the caller's.  0 (default): one helper; N >= 2: N - 1
+ * helpers.  With helpers, a closed stream of up to 32 MiB waits in memory
+ * while a helper hashes it, and the caller's thread places every object in
+ * call order once its digest is known (docs/api.md §9.5); a larger stream's
+ * big writes are hashed beside their region write.  The image is
  * byte-identical whatever the setting.  Returns S_OK (also for a cimfs.dll
  * handle, which schedules its own work); E_INVALIDARG for a closed or
- * committed handle or an open stream.
+ * committed handle; 0x80070020 while a stream is open.
  */
 HRESULT CimfsSetWriterThreads(CIMFS_IMAGE_HANDLE cimImageHandle, UINT32 threads);
 
