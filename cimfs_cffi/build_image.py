@@ -10,6 +10,7 @@ an image that was already there.  Each source's conventions are in its module
 and in the README ("cimfs build").
 """
 import concurrent.futures
+import datetime
 import os
 import time
 from typing import List, Optional, Tuple
@@ -22,6 +23,7 @@ from .from_directory import add_directory
 from .from_package import add_package
 from .from_tar import STDIN, add_tar
 from .image import Image
+from .metadata import to_filetime
 from .names import InvalidName, NameCollision, NamePolicy
 from .paths import upcase
 from .reader import open_image
@@ -32,7 +34,8 @@ __all__ = ["build", "build_packages", "BuildSummary", "BuildError", "NameCollisi
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,
           expand_pe: bool = True, root_directory: Optional[str] = None, backend: str = "auto",
-          on_collision: str = "error", on_invalid: str = "error", threads: Optional[int] = None) -> BuildSummary:
+          on_collision: str = "error", on_invalid: str = "error", threads: Optional[int] = None,
+          reproducible: bool = False) -> BuildSummary:
     """Build the image file ``image`` (a path ending in the ``.cim`` name; region files go beside it)
     from ``source``: a directory, a tar file (plain, gzip, bzip2, xz; zstd with ``zstandard``; ``"-"``:
     a tar on standard input, e.g. a pipe; a directory named ``-`` is ``./-``), or
@@ -50,6 +53,11 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     ``threads`` 1 does everything on the calling thread; by default (None) a tar is decompressed
     on a helper thread and files are hashed on another while this one writes; N gives the writer
     N - 1 hashing helpers (README "Speed").  The image is byte-identical whatever it is.
+    ``reproducible``: the same source gives byte-identical image files, names included, on any
+    machine and thread count (``CIM_CREATE_IMAGE_CONSISTENT_CIM``: the region-set GUID is a
+    digest of the content; a directory's files get their modification time as every time; with
+    ``SOURCE_DATE_EPOCH`` set, later times are clamped to it and directories no entry names get
+    it).  README "Reproducible images".
     ``on_collision`` and ``on_invalid`` are the name policy (:mod:`.names`): by default a source
     with two names Windows sees as one, or a name Windows cannot hold, raises
     :class:`NameCollision` or :class:`InvalidName` (with the paths) and nothing is written; what
@@ -63,6 +71,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         raise BuildError("no such source: %s" % source, path=source)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise BuildError("threads must be at least 1, not %r" % (threads,))
+    time_limit = _source_date_epoch() if reproducible else None
     try:
         names = NamePolicy(on_collision, on_invalid)
     except ValueError as e:
@@ -79,7 +88,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     parent_reader = open_image(os.path.join(directory, parent_name)) if parent_name else None
 
     def fill(img: Image) -> None:
-        b = Builder(img, parent_reader, summary, progress, ignore_missing_links, names, threads != 1)
+        b = Builder(img, parent_reader, summary, progress, ignore_missing_links, names, threads != 1,
+                    reproducible, time_limit)
         if not from_stdin and os.path.isdir(source):
             if layer:
                 raise BuildError("--layer takes a layer tar, not a directory", path=source)
@@ -95,7 +105,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         img.commit()
 
     options = dict(parent=parent_name, format_version=format_version, expand_pe=expand_pe, backend=backend,
-                   threads=threads)
+                   threads=threads, reproducible=reproducible)
     try:
         if publish.can_stage(directory, fork=parent_name is not None):
             summary.warnings += ["removed %s, left by a build that was killed" % n
@@ -115,6 +125,20 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         progress.done()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _source_date_epoch() -> Optional[int]:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) as a FILETIME, or None when unset."""
+    text = os.environ.get("SOURCE_DATE_EPOCH")
+    if text is None or text == "":
+        return None
+    try:
+        seconds = int(text)
+        if seconds < 0:
+            raise ValueError
+    except ValueError:
+        raise BuildError("SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not %r" % text) from None
+    return to_filetime(datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc))
 
 
 def _build_one_package(work) -> Tuple[str, Optional[BuildSummary], Optional[str]]:

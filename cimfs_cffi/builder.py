@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import BuildError, PathNotFound
 from .image import Image
-from .metadata import FileMetadata
+from .metadata import FileMetadata, to_filetime
 from .names import NamePolicy
 from .paths import upcase
 from .reader import CimImage, open_image
@@ -93,8 +93,14 @@ class Builder:
     """Applies source entries to an image: parents, links (bulk, tar semantics), whiteouts."""
 
     def __init__(self, image: Image, parent: Optional[CimImage], summary: BuildSummary, progress: Progress,
-                 ignore_missing_links: bool, names: NamePolicy, helper_threads: bool = True):
+                 ignore_missing_links: bool, names: NamePolicy, helper_threads: bool = True,
+                 reproducible: bool = False, time_limit: Optional[int] = None):
         self.image = image
+        self.reproducible = reproducible       # directory sources: times from mtime only
+        self.time_limit = time_limit           # SOURCE_DATE_EPOCH as a FILETIME: later times are clamped
+        # Directories no entry names (a path's parents): no times, or SOURCE_DATE_EPOCH.
+        self.implicit = FileMetadata(creation_time=time_limit, last_write_time=time_limit,
+                                     change_time=time_limit, last_access_time=time_limit)
         self.helper_threads = helper_threads   # sources may read on a helper thread
         self.names = names                     # source paths -> image paths (names.py)
         self.parent = parent
@@ -141,10 +147,21 @@ class Builder:
         for parent in reversed(missing):
             if not self.in_parent(parent):
                 self.before_change(parent)
-                self.writer.add_directory(parent)
+                self.writer.add_directory(parent, self.implicit)
                 self.made.add(_key(parent))
                 self.summary.directories += 1
             self.dirs.add(_key(parent))
+
+    def clamped(self, md: FileMetadata) -> FileMetadata:
+        """``md`` with no time later than SOURCE_DATE_EPOCH (when a reproducible build has one)."""
+        limit = self.time_limit
+        if limit is None:
+            return md
+
+        def clamp(t):
+            return t if t is None or to_filetime(t) <= limit else limit
+        return dataclasses.replace(md, creation_time=clamp(md.creation_time), last_write_time=clamp(md.last_write_time),
+                                   change_time=clamp(md.change_time), last_access_time=clamp(md.last_access_time))
 
     def before_change(self, path: str) -> None:
         """Make pending links first if they involve ``path`` (tar semantics: a link binds to
@@ -170,7 +187,7 @@ class Builder:
         if path:
             self.ensure_parents(path)
         self.before_change(path)
-        self.writer.add_directory(path, md)
+        self.writer.add_directory(path, self.clamped(md))
         self.dirs.add(_key(path))
         self.made.add(_key(path))
         self.summary.directories += 1 if path else 0
@@ -182,6 +199,7 @@ class Builder:
                 return
         self.ensure_parents(path)
         self.before_change(path)
+        md = self.clamped(md)
         if sparse:
             self.writer.open_file(path, size, md).close()
         else:

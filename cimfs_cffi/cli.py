@@ -218,6 +218,9 @@ def add_build_command(command) -> None:
     c.add_argument("--threads", type=int, default=None, metavar="N",
                    help="1: do everything on one thread; default: decompress and hash on helper threads "
                         "beside the writes; N: N-1 hashing helpers (the image is the same either way)")
+    c.add_argument("--reproducible", action="store_true",
+                   help="the same source gives byte-identical image files, names included (GUID from the content; "
+                        "a directory's times are its files' modification times; SOURCE_DATE_EPOCH clamps them)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     c.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (README "
                    "'Machine-readable output'); with --packages, one per package")
@@ -231,7 +234,8 @@ def cmd_build(args) -> int:
                     ignore_missing_links=args.ignore_missing_links, progress=progress,
                     format_version=args.format_version, expand_pe=args.expand_pe,
                     root_directory=args.root_directory, backend=args.backend,
-                    on_collision=args.on_collision, on_invalid=args.on_invalid, threads=args.threads)
+                    on_collision=args.on_collision, on_invalid=args.on_invalid, threads=args.threads,
+                    reproducible=args.reproducible)
     for event in summary.names:
         print("cimfs: %s" % event, file=sys.stderr)
     for w in summary.warnings:
@@ -254,7 +258,8 @@ def _cmd_build_packages(args) -> int:
     results = build_packages(args.source, args.image, jobs=jobs, format_version=args.format_version,
                              expand_pe=args.expand_pe, root_directory=args.root_directory,
                              ignore_missing_links=args.ignore_missing_links, backend=args.backend,
-                             on_collision=args.on_collision, on_invalid=args.on_invalid)
+                             on_collision=args.on_collision, on_invalid=args.on_invalid,
+                             threads=args.threads, reproducible=args.reproducible)
     failed = 0
     for package, summary, error in results:
         if error is not None:

@@ -74,9 +74,12 @@ class _HostFiles:
             bad = next(h for _, h, _, _ in batch if not _encodable(h))
             raise BuildError("%r: the host path is not valid Unicode (undecodable bytes)" % bad, path=bad) from None
         meta = bytearray(_HOST_METADATA.size * len(batch))
+        reproducible, limit = self.b.reproducible, self.b.time_limit
         for i, (_, _, st, name) in enumerate(batch):
-            _HOST_METADATA.pack_into(meta, i * _HOST_METADATA.size, stat_attributes(st, name), st.st_size,
-                                     *stat_times(st))
+            times = stat_times(st, reproducible)
+            if limit is not None:
+                times = tuple(min(t, limit) for t in times)
+            _HOST_METADATA.pack_into(meta, i * _HOST_METADATA.size, stat_attributes(st, name), st.st_size, *times)
         self.wait()
         image = self.b.image
         args = (image._live(), ffi.from_buffer("WCHAR[]", paths), len(paths) // 2, len(batch),
@@ -134,7 +137,7 @@ def _encodable(s: str) -> bool:
 
 def add_directory(root: str, b: Builder) -> None:
     """Every entry below ``root`` (a directory), parents first, names in sorted order."""
-    b.directory("", FileMetadata.from_stat(os.stat(root)), placed=True)
+    b.directory("", FileMetadata.from_stat(os.stat(root), reproducible=b.reproducible), placed=True)
     host_files = _HostFiles(b)
     b.before_image_call = host_files.wait
     try:
@@ -193,12 +196,12 @@ def _walk_directory(root: str, b: Builder, host_files: _HostFiles) -> None:
                     host_files.add(path, entry.path, st, name)
                 else:  # a host path with undecodable bytes (its image name was repaired): Python opens it
                     with open(entry.path, "rb") as f:
-                        b.file(path, FileMetadata.from_stat(st, name=name), f, st.st_size, placed=True)
+                        b.file(path, FileMetadata.from_stat(st, name=name, reproducible=b.reproducible), f, st.st_size, placed=True)
             elif _stat.S_ISDIR(mode):
-                b.directory(path, FileMetadata.from_stat(st, name=name), placed=True)
+                b.directory(path, FileMetadata.from_stat(st, name=name, reproducible=b.reproducible), placed=True)
                 subdirs.append((path, entry.path))
             elif _stat.S_ISLNK(mode):
-                md = FileMetadata.from_stat(st, name=name)
+                md = FileMetadata.from_stat(st, name=name, reproducible=b.reproducible)
                 md.reparse_data = symlink_reparse(os.readlink(entry.path))
                 b.file(path, md, io.BytesIO(), 0, placed=True)
             else:

@@ -10,6 +10,7 @@ link entry, even if the target is replaced later; a link to a target that
 only comes later is made at the end.  The bytes come through
 :mod:`.tarstream` (decompressed on a helper thread, handed over in blocks).
 """
+import dataclasses
 import datetime
 import io
 import lzma
@@ -243,11 +244,11 @@ def _layer_hives(b: Builder) -> None:
         present = [h for h in HIVES if b.exists(config + h)]
         if present:
             if not b.exists("Hives"):
-                b.directory("Hives", FileMetadata())
+                b.directory("Hives", b.implicit)
             for h in present:
                 b.link("Hives\\%s_BASE" % h, config + h)
             b.flush_links()
-            b.file("layout", FileMetadata(attributes=0x80), io.BytesIO(b"vhd-with-hives\n"), 15)
+            b.file("layout", dataclasses.replace(b.implicit, attributes=0x80), io.BytesIO(b"vhd-with-hives\n"), 15)
     else:
         for h in HIVES:
             if b.exists("Hives\\%s_DELTA" % h):

@@ -124,7 +124,7 @@ class Image:
     @classmethod
     def create(cls, directory: PathArg, name: str, *, parent: Optional[str] = None,
                backend: str = "auto", format_version: Optional[str] = None, expand_pe: bool = True,
-               threads: Optional[int] = None) -> "Image":
+               threads: Optional[int] = None, reproducible: bool = False) -> "Image":
         """Start a new image ``name`` in ``directory``.
 
         ``parent`` names an existing image in the same directory to fork (the
@@ -140,7 +140,10 @@ class Image:
         ``threads`` 1 keeps the portable writer on the caller's thread; by default
         closed files are hashed on a helper thread while the caller goes on, and N
         gives N - 1 helpers (``CimfsSetWriterThreads``, docs/api.md §9.5).  The
-        image is byte-identical either way.
+        image is byte-identical either way.  ``reproducible`` asks for
+        ``CIM_CREATE_IMAGE_CONSISTENT_CIM``: identical calls give byte-identical
+        files, names included (the portable writer derives the region-set GUID
+        from the content; cimfs.dll keeps its own promise).
 
         Raises PathNotFound (no such directory, or no parent image),
         AlreadyExists (``name`` exists and is not ``parent``), SharingViolation
@@ -169,6 +172,8 @@ class Image:
             parent = image_name(parent)
         out = ffi.new("CIMFS_IMAGE_HANDLE *")
         flags = 0 if expand_pe else lib.CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES
+        if reproducible:
+            flags |= lib.CIM_CREATE_IMAGE_CONSISTENT_CIM
         try:
             hr = lib.CimfsCreateImageWithBackend(BACKENDS[backend], directory, flags,
                                                  parent if parent is not None else ffi.NULL, name, out)

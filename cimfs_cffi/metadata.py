@@ -92,7 +92,7 @@ class FileMetadata:
     ea: Optional[bytes] = None
 
     @classmethod
-    def from_stat(cls, st: os.stat_result, *, name: Optional[str] = None) -> "FileMetadata":
+    def from_stat(cls, st: os.stat_result, *, name: Optional[str] = None, reproducible: bool = False) -> "FileMetadata":
         """Metadata from ``os.stat``/``os.lstat``.
 
         Windows' ``st_file_attributes`` are used when present.  Elsewhere:
@@ -101,9 +101,9 @@ class FileMetadata:
         where the OS has it, else the modification time; change time is the
         modification time, as in Microsoft's images (``st_ctime`` cannot be
         set, so taking it would make every rebuild differ).  Size is set for
-        regular files only.
+        regular files only.  ``reproducible``: every time is the modification time.
         """
-        creation, write, change, access = stat_times(st)
+        creation, write, change, access = stat_times(st, reproducible)
         return cls(attributes=stat_attributes(st, name), size=st.st_size if _stat.S_ISREG(st.st_mode) else 0,
                    creation_time=creation, last_write_time=write, change_time=change, last_access_time=access)
 
@@ -156,8 +156,13 @@ def stat_attributes(st: os.stat_result, name: Optional[str] = None) -> int:
     return attrs & ~REPARSE_POINT  # reparse data, if any, is the caller's to give
 
 
-def stat_times(st: os.stat_result) -> Tuple[int, int, int, int]:
-    """(creation, last write, change, last access) FILETIMEs of a stat result; change = last write."""
+def stat_times(st: os.stat_result, reproducible: bool = False) -> Tuple[int, int, int, int]:
+    """(creation, last write, change, last access) FILETIMEs of a stat result; change = last write.
+    ``reproducible``: all four are the last write time (a copy of the tree has new creation
+    times, and reading it moves access times)."""
+    if reproducible:
+        mtime = UNIX_EPOCH_FILETIME + st.st_mtime_ns // 100
+        return mtime, mtime, mtime, mtime
     birth = getattr(st, "st_birthtime_ns", None)
     if birth is None and getattr(st, "st_birthtime", None) is not None:
         birth = int(st.st_birthtime * 1e9)

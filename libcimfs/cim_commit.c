@@ -362,6 +362,51 @@ static HRESULT write_image_file(cim_image *img, uint64_t fs_off)
     return CIMFS_S_OK;
 }
 
+/* CIM_CREATE_IMAGE_CONSISTENT_CIM: the region set's GUID is a digest of what
+ * the image holds, so identical input gives identical files, names included.
+ * Every byte of the regions is an indexed object (length, digest, offset) or
+ * zero padding, so the objectid entries, the region sizes and the parents'
+ * GUIDs determine the content.  The GUID is marked RFC 9562 version 8 (a
+ * custom, name-based value). */
+static HRESULT consistent_guid(cim_image *img)
+{
+    cim_sha512_ctx h;
+    uint8_t digest[64], buf[48];
+    size_t i, j;
+    HRESULT hr = CIMFS_S_OK;
+    cim_sha512_init(&h);
+    cim_sha512_update(&h, "cimfs_cffi consistent region set 1", 34);
+    cim_put32(buf, img->format_major);
+    cim_put32(buf + 4, img->nparent_sets);
+    cim_sha512_update(&h, buf, 8);
+    for (i = 0; i < img->nparent_sets; i++) {
+        memcpy(buf, img->parent_sets[i].guid, 16);
+        cim_put16(buf + 16, img->parent_sets[i].count);
+        cim_sha512_update(&h, buf, 18);
+    }
+    for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
+        const cim_region *r = &img->regions[i];
+        cim_put64(buf, r->end);
+        cim_put64(buf + 8, r->nids);
+        buf[16] = r->type;
+        cim_sha512_update(&h, buf, 17);
+        for (j = 0; j < r->nids; j++) { /* sorted by cim_region_write_objid_file */
+            cim_put64(buf, r->ids[j].length);
+            memcpy(buf + 8, r->ids[j].digest, CIM_DIGEST_SIZE);
+            cim_put64(buf + 32, r->ids[j].offset);
+            cim_sha512_update(&h, buf, 40);
+        }
+    }
+    cim_sha512_final(&h, digest);
+    memcpy(img->guid, digest, 16);
+    img->guid[7] = (uint8_t)((img->guid[7] & 0x0F) | 0x80); /* version 8 (Data3 high nibble) */
+    img->guid[8] = (uint8_t)((img->guid[8] & 0x3F) | 0x80); /* RFC 4122/9562 variant */
+    cim_guid_text(img->guid, img->guid_text);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++)
+        hr = cim_region_rename_set(&img->regions[i], img->dir, img->guid_text);
+    return hr;
+}
+
 HRESULT cim_commit(cim_image *img)
 {
     cim_region *meta = &img->regions[CIM_RT_METADATA];
@@ -394,6 +439,7 @@ HRESULT cim_commit(cim_image *img)
     }
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_finish(&img->regions[i], img->format_major);
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_write_objid_file(&img->regions[i], img->format_major);
+    if (hr >= 0 && img->consistent) hr = consistent_guid(img);
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_publish(&img->regions[i]);
     if (hr >= 0) hr = write_image_file(img, fs_off);
     free(upcase);

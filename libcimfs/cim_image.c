@@ -270,6 +270,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
     }
     img->format_major = CIM_VERSION_MAJOR;
     img->expand_pe = !(flags & CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES);
+    img->consistent = (flags & CIM_CREATE_IMAGE_CONSISTENT_CIM) != 0;
     hr = cim_ns_init(&img->ns);
     if (hr >= 0) hr = cim_dedup_init(&img->dedup);
     if (hr >= 0 && existing_path) hr = cim_load_image(img, existing_path);

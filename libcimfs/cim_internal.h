@@ -174,6 +174,8 @@ HRESULT cim_region_align(cim_region *r, uint64_t alignment);
 void cim_region_rewind(cim_region *r, uint64_t to);
 /* Flush, pad (data regions to a page multiple), truncate, sync, close. */
 HRESULT cim_region_finish(cim_region *r, uint32_t major);
+/* The final names of a region's files under another region-set GUID (before publishing). */
+HRESULT cim_region_rename_set(cim_region *r, const cim_nchar *dir, const char *guid_text);
 HRESULT cim_region_write_objid_file(cim_region *r, uint32_t major);
 /* Moves the region and objectid files to their final names. */
 HRESULT cim_region_publish(cim_region *r);
@@ -260,6 +262,7 @@ typedef struct cim_image {
     cim_namespace ns;
     uint32_t format_major;      /* 1, 2 (default) or 3: docs/format.md §18 */
     int expand_pe;              /* store PE files as PE-image streams (no CIM_CREATE_DO_NOT_EXPAND_PE_IMAGES) */
+    int consistent;             /* CIM_CREATE_IMAGE_CONSISTENT_CIM: the region-set GUID comes from the content */
     uint32_t threads;           /* CimfsSetWriterThreads: 1 = the caller's thread only, 0 = default */
     cim_offload *offload;       /* created on the first large stream unless threads == 1 */
     cim_defer *defer;           /* helper threads hashing closed streams; NULL: none yet */

@@ -21,6 +21,29 @@ void cim_guid_text(const uint8_t g[16], char out[40])
              g[14], g[15]);
 }
 
+static cim_nchar *file_name(const cim_nchar *dir, const char *kind, const char *guid_text, uint16_t local_index)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_%s_%u", kind, guid_text, (unsigned)local_index);
+    return cim_native_join(dir, name);
+}
+
+HRESULT cim_region_rename_set(cim_region *r, const cim_nchar *dir, const char *guid_text)
+{
+    cim_nchar *region = file_name(dir, "region", guid_text, r->local_index);
+    cim_nchar *objid = file_name(dir, "objectid", guid_text, r->local_index);
+    if (!region || !objid) {
+        free(region);
+        free(objid);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    free(r->final_path);
+    free(r->objid_final_path);
+    r->final_path = region;
+    r->objid_final_path = objid;
+    return CIMFS_S_OK;
+}
+
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
                         uint32_t global_index, uint8_t type)
 {
