@@ -13,7 +13,7 @@ import concurrent.futures
 import datetime
 import os
 import time
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import msix
 from . import publish
@@ -104,8 +104,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         summary.names = names.events
         img.commit()
 
-    options = dict(parent=parent_name, format_version=format_version, expand_pe=expand_pe, backend=backend,
-                   threads=threads, reproducible=reproducible)
+    options: Dict[str, Any] = dict(parent=parent_name, format_version=format_version, expand_pe=expand_pe,
+                                   backend=backend, threads=threads, reproducible=reproducible)
     try:
         if publish.can_stage(directory, fork=parent_name is not None):
             summary.warnings += ["removed %s, left by a build that was killed" % n

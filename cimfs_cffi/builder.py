@@ -11,7 +11,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .errors import BuildError, PathNotFound
 from .image import Image
@@ -35,6 +35,7 @@ class BuildSummary:
     bytes: int = 0
     seconds: float = 0.0
     package: str = ""                       # a package source's full name
+    input_format: str = ""                  # "directory", "tar (gzip, zlib-ng)", "package", ...
     names: List[str] = field(default_factory=list)  # names renamed, skipped, merged or replaced
     warnings: List[str] = field(default_factory=list)
     _dedup_saved: Optional[int] = field(default=None, repr=False)
@@ -109,10 +110,10 @@ class Builder:
         self.ignore_missing_links = ignore_missing_links
         self.dirs = {""}                       # upcased directories known to exist
         self.ready: List[Tuple[str, str]] = []  # links whose target exists now, not yet made
-        self.touched = set()                   # upcased names those links read or write
+        self.touched: Set[str] = set()         # upcased names those links read or write
         self.later: List[Tuple[str, str]] = []  # links (image path, source target) whose target comes later
-        self.made = set()                      # upcased paths this build created (links resolve against it)
-        self.gone = set()                      # upcased paths whited out: the parent image's are hidden below
+        self.made: Set[str] = set()            # upcased paths this build created (links resolve against it)
+        self.gone: Set[str] = set()            # upcased paths whited out: the parent image's are hidden below
         self.before_image_call: Callable[[], None] = nothing  # set while host files are in flight
 
     @property
@@ -181,9 +182,10 @@ class Builder:
     # ---- entries: source paths in, placed by the name policy ------------------------------------------
     def directory(self, path: str, md: FileMetadata, placed: bool = False) -> None:
         if not placed:
-            path = self.names.map(path, True)
-            if path is None:
+            mapped = self.names.map(path, True)
+            if mapped is None:
                 return
+            path = mapped
         if path:
             self.ensure_parents(path)
         self.before_change(path)
@@ -194,9 +196,10 @@ class Builder:
 
     def file(self, path: str, md: FileMetadata, source, size: int, sparse: bool = False, placed: bool = False) -> None:
         if not placed:
-            path = self.names.map(path, False)
-            if path is None:
+            mapped = self.names.map(path, False)
+            if mapped is None:
                 return
+            path = mapped
         self.ensure_parents(path)
         self.before_change(path)
         md = self.clamped(md)
@@ -226,9 +229,10 @@ class Builder:
     def link(self, path: str, target: str, placed: bool = False) -> None:
         """A hard link; ``target`` is a source path (an image path when ``placed``)."""
         if not placed:
-            path = self.names.map(path, False)
-            if path is None:
+            mapped = self.names.map(path, False)
+            if mapped is None:
                 return
+            path = mapped
         self._link(path, target)
 
     def _link(self, path: str, source_target: str) -> None:
@@ -251,9 +255,10 @@ class Builder:
 
     def delete(self, path: str) -> None:
         """A whiteout: remove source ``path`` (from the parent image or earlier entries) if it is there."""
-        path = self.names.lookup(path)
-        if path is None:
+        mapped = self.names.lookup(path)
+        if mapped is None:
             return
+        path = mapped
         self.names.forget(path)
         self.flush_links()
         try:

@@ -6,11 +6,11 @@ Errors are one line on stderr, ``cimfs: error: ...``, never a traceback.
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, cast
 
 from . import __version__, jsonout, system_backend_available
 from .build_image import build, build_packages
-from .builder import Progress
+from .builder import BuildSummary, Progress
 from .errors import BuildError, CimError
 from .image import FORMAT_VERSIONS
 from .metadata import format_filetime, parse_reparse
@@ -75,7 +75,7 @@ def _time(ticks: int) -> str:
 def _long_line(name: str, info: FileInfo) -> str:
     line = "%s %3d %12d %s %s" % (attr_string(info.attributes), info.nlink, info.size, _time(info.last_write_time), name)
     if info.attributes & ATTR_REPARSE_POINT:
-        link = parse_reparse(info.reparse_data)
+        link = parse_reparse(cast(bytes, info.reparse_data))  # the attribute means there is reparse data
         if link is not None:
             line += " -> " + link.target
     return line
@@ -222,6 +222,8 @@ def add_build_command(command) -> None:
                    help="the same source gives byte-identical image files, names included (GUID from the content; "
                         "a directory's times are its files' modification times; SOURCE_DATE_EPOCH clamps them)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="also say how the source was read (format, decompressor) and which helper threads ran")
     c.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (README "
                    "'Machine-readable output'); with --packages, one per package")
 
@@ -240,6 +242,13 @@ def cmd_build(args) -> int:
         print("cimfs: %s" % event, file=sys.stderr)
     for w in summary.warnings:
         print("cimfs: warning: %s" % w, file=sys.stderr)
+    if args.verbose:
+        helpers = ("none" if args.threads == 1 else
+                   "%d hashing" % (args.threads - 1) if args.threads else "1 hashing") + (
+                   ", 1 decompressing" if summary.input_format.startswith("tar") and args.threads != 1 else "")
+        print("cimfs: %s read as %s; helper threads: %s%s" % (args.source, summary.input_format, helpers,
+                                                            "; reproducible" if args.reproducible else ""),
+              file=sys.stderr)
     if args.json:
         jsonout.emit(jsonout.build_result(summary))
     elif not args.quiet:
@@ -270,7 +279,7 @@ def _cmd_build_packages(args) -> int:
         elif args.json:
             jsonout.emit(dict(jsonout.build_result(summary), source=os.path.abspath(package)))
         elif not args.quiet:
-            print(summary.line())
+            print(cast(BuildSummary, summary).line())  # built (error is None), so there is a summary
     if not args.quiet or failed:
         print("%d of %d packages built" % (len(results) - failed, len(results)), file=sys.stderr)
     return 1 if failed else 0
@@ -369,7 +378,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except CimError as e:
         shown = e.path if not e.path or len(e.path) < 300 else e.path[:150] + "..." + e.path[-100:]
-        where = " (%s)" % shown if e.path and e.path not in e.reason and shown not in e.reason else ""
+        # cast: shown is a str wherever it is tested (e.path is set there)
+        where = " (%s)" % shown if e.path and e.path not in e.reason and cast(str, shown) not in e.reason else ""
         print("cimfs: error: %s%s" % (e.reason, where), file=sys.stderr)
     except (OSError, ValueError, Failure) as e:
         if isinstance(e, OSError) and e.strerror:

@@ -10,7 +10,7 @@ import io
 import os
 import tarfile
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, cast
 
 from . import layertar as lt
 from .metadata import DIRECTORY, ea_buffer, mount_point_reparse, parse_ea_buffer, parse_reparse, symlink_reparse
@@ -19,6 +19,11 @@ from .reader import NULL_DACL_SD, CimImage, FileInfo, corrupt, open_image
 __all__ = ["export"]
 
 _COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".xz": "xz"}
+
+
+def _pax(t: tarfile.TarInfo) -> Dict[str, str]:
+    """``t.pax_headers``, which tarfile keeps as a dict (typeshed says a read-only Mapping)."""
+    return cast(Dict[str, str], t.pax_headers)
 
 
 def _pax_metadata(info: FileInfo, is_root: bool = False) -> Optional[Dict[str, str]]:
@@ -64,10 +69,10 @@ def _link_entry(info: FileInfo, tar_info: tarfile.TarInfo) -> None:
         tar_info.linkname = link.target.replace("\\", "/")
         tar_info.mode = 0o777
         if link.is_mount_point:
-            tar_info.pax_headers[lt.MOUNTPOINT] = "1"
+            _pax(tar_info)[lt.MOUNTPOINT] = "1"
         if rebuilt == data:
             return
-    tar_info.pax_headers[lt.RAW_REPARSE] = lt.b64(data)
+    _pax(tar_info)[lt.RAW_REPARSE] = lt.b64(data)
 
 
 def _ustar_mtime(info: FileInfo) -> int:
@@ -88,8 +93,8 @@ def _add_sparse(tar: tarfile.TarFile, t: tarfile.TarInfo) -> None:
     file with no data): the name and real size in PAX records, a one-entry map as the data, no
     zeros.  tar, bsdtar and Python's tarfile read it back as a sparse file of that size."""
     sparse_map = ("1\n%d\n0\n" % t.size).encode().ljust(tarfile.BLOCKSIZE, b"\0")
-    t.pax_headers.update({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": t.name,
-                          "GNU.sparse.realsize": str(t.size)})
+    _pax(t).update({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": t.name,
+                    "GNU.sparse.realsize": str(t.size)})
     directory, _, base = t.name.rpartition("/")
     t.name = (directory + "/" if directory else "") + "GNUSparseFile.0/" + base
     t.size = len(sparse_map)
@@ -120,8 +125,9 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".cimfs-export-", suffix=".tmp", dir=directory)
     try:
+        # The ignore: mode is computed ("w:" to "w:xz"), and typeshed's overloads each want a literal one.
         with open_image(image_path) as image, os.fdopen(fd, "wb") as raw, \
-                tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+                tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             first_name: Dict[int, str] = {}
             for path, rec in image.iter_tree():
                 info = FileInfo(image, rec, path)
@@ -143,7 +149,7 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
                     counts["links"] += 1
                     continue
                 first_name[rec.id] = name
-                t = _entry(name, info, _pax_metadata(info))
+                t = _entry(name, info, cast(Dict[str, str], _pax_metadata(info)))  # None only for the root
                 if rec.is_dir:
                     t.type = tarfile.DIRTYPE
                     counts["directories"] += 1
@@ -152,7 +158,7 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
                     counts["files"] += 1
                     counts["bytes"] += info.size
                     if rec.sparse:
-                        t.pax_headers[lt.SPARSE] = "1"
+                        _pax(t)[lt.SPARSE] = "1"
                 _link_entry(info, t)
                 if t.type == tarfile.REGTYPE and rec.sparse:
                     _add_sparse(tar, t)

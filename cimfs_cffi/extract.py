@@ -18,7 +18,7 @@
 import os
 import posixpath
 import shutil
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from .metadata import IO_REPARSE_TAG_SYMLINK, parse_reparse
 from .errors import PathNotFound
@@ -117,7 +117,7 @@ class _Extractor:
         root = self.image.record(self.image.root_id, "\\")
         self.first_path[root.id] = ""
         self.entry("", FileInfo(self.image, root, ""))
-        refused_dirs = set()  # below these, nothing is extracted
+        refused_dirs: Set[str] = set()  # below these, nothing is extracted
         for prefix, entries in self.image.directory_entries(root, ""):
             base = prefix + "\\" if prefix else ""
             if prefix in refused_dirs:

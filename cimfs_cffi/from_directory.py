@@ -76,7 +76,7 @@ class _HostFiles:
         meta = bytearray(_HOST_METADATA.size * len(batch))
         reproducible, limit = self.b.reproducible, self.b.time_limit
         for i, (_, _, st, name) in enumerate(batch):
-            times = stat_times(st, reproducible)
+            times: Tuple[int, ...] = stat_times(st, reproducible)
             if limit is not None:
                 times = tuple(min(t, limit) for t in times)
             _HOST_METADATA.pack_into(meta, i * _HOST_METADATA.size, stat_attributes(st, name), st.st_size, *times)
@@ -137,6 +137,7 @@ def _encodable(s: str) -> bool:
 
 def add_directory(root: str, b: Builder) -> None:
     """Every entry below ``root`` (a directory), parents first, names in sorted order."""
+    b.summary.input_format = "directory"
     b.directory("", FileMetadata.from_stat(os.stat(root), reproducible=b.reproducible), placed=True)
     host_files = _HostFiles(b)
     b.before_image_call = host_files.wait
@@ -176,9 +177,10 @@ def _walk_directory(root: str, b: Builder, host_files: _HostFiles) -> None:
             name = entry.name
             if troubled:
                 source = prefix + "\\" + name if prefix else name
-                name = b.names.place(prefix, name, _stat.S_ISDIR(mode), source)
-                if name is None:
+                placed = b.names.place(prefix, name, _stat.S_ISDIR(mode), source)
+                if placed is None:
                     continue
+                name = placed
             path = prefix + "\\" + name if prefix else name
             if troubled and _stat.S_ISDIR(mode):
                 if path in placed_dirs:

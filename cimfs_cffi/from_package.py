@@ -19,6 +19,7 @@ def add_package(path: str, b: Builder, root_directory: Optional[str]) -> None:
     try:
         with msix.Package(path) as package:
             b.summary.package = package.identity.full_name
+            b.summary.input_format = "package"
             for image_path_, md, info in package.entries(root_directory):
                 if info is None:
                     b.directory(image_path_, md)

@@ -17,7 +17,7 @@ import lzma
 import sys
 import tarfile
 import zlib
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple, cast
 
 from . import layertar as lt
 from . import tarstream
@@ -48,20 +48,23 @@ def _decode_errors() -> tuple:
 def _open_tar(path: str, stack: List, b: Builder) -> Tuple[tarfile.TarFile, tarstream.TarStream]:
     """The tar at ``path`` (plain, gzip, bzip2, xz or zstd; ``-``: standard input) and the stream
     its data is read from."""
+    raw: io.BufferedReader
     if path == STDIN:  # a pipe: read forward only, as everything here does; stdin itself stays open
         raw = io.BufferedReader(io.FileIO(sys.stdin.fileno(), "rb", closefd=False), 1 << 20)
     else:
-        raw = open(path, "rb", buffering=1 << 20)
+        raw = cast(io.BufferedReader, open(path, "rb", buffering=1 << 20))  # "rb", buffered: a BufferedReader
     stack.append(raw)
     try:
-        source, _ = tarstream.decompressed(raw)
+        source, codec = tarstream.decompressed(raw)
     except tarstream.NeedsPackage:
         raise BuildError("%s is zstd-compressed; install the 'zstandard' package to read it" % path,
                          path=path) from None
     stream = tarstream.TarStream(source, name=path, threaded=b.helper_threads)
+    b.summary.input_format = "tar (%s)" % codec
     stack.append(stream)
     try:
-        return tarfile.open(fileobj=stream, mode="r:"), stream
+        # typeshed's fileobj protocol also wants write(), which the read-only TarStream lacks
+        return tarfile.open(fileobj=stream, mode="r:"), stream  # type: ignore[call-overload]
     except _decode_errors() as e:
         if isinstance(e, CimError):
             raise
@@ -219,9 +222,10 @@ def _tar_entry(tar: tarfile.TarFile, stream: tarstream.TarStream, m: tarfile.Tar
         md = _tar_metadata(m, False)
         # Sparse: our own record, or a tar sparse member with no data at all (GNU tar, our export).
         # A member with some data is stored zero-filled: the format has no partly sparse stream.
-        sparse = m.pax_headers.get(lt.SPARSE) == "1" or (m.sparse is not None and not any(n for _, n in m.sparse))
-        if m.sparse is not None and not sparse:
-            data = sum(n for _, n in m.sparse)
+        sparse_map = cast(Optional[List[Tuple[int, int]]], m.sparse)  # (offset, size) pairs; typeshed says bytes
+        sparse = m.pax_headers.get(lt.SPARSE) == "1" or (sparse_map is not None and not any(n for _, n in sparse_map))
+        if sparse_map is not None and not sparse:
+            data = sum(n for _, n in sparse_map)
             if m.size - data > max(MAX_HOLE_FILL, 8 * data):
                 raise BuildError("tar entry %r is a sparse file of %d bytes with %d bytes of data: the image "
                                  "format would store its holes as zeros, and writing that many is refused"

@@ -11,7 +11,7 @@ import itertools
 import os
 import queue
 import threading
-from typing import BinaryIO, Iterable, Optional, Tuple, Union
+from typing import BinaryIO, Iterable, List, Optional, Tuple, Union, cast
 
 from . import errors
 from ._cimfs import ffi, lib
@@ -179,7 +179,8 @@ class Image:
                                                  parent if parent is not None else ffi.NULL, name, out)
             if hr < 0:
                 missing_parent = hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND and parent
-                where = os.path.join(directory, parent if missing_parent else name)
+                # missing_parent is truthy only when parent is (a str, validated above)
+                where = os.path.join(directory, cast(str, parent) if missing_parent else name)
                 raise errors.error_for(hr, _create_reason(hr, parent), path=where)
             chosen = backend
             if backend == "auto":
@@ -306,8 +307,7 @@ class Image:
             with open(data, "rb") as f:
                 st = os.fstat(f.fileno())
                 md = metadata if metadata is not None else FileMetadata.from_stat(st)
-                size = md.size if md.size is not None else st.st_size
-                return self._copy(p, f, size, md)
+                return self._copy(p, f, md.size if md.size is not None else st.st_size, md)
         if hasattr(data, "read"):
             md = metadata or FileMetadata()
             size = md.size
@@ -422,7 +422,7 @@ class Image:
         if on_missing not in ("error", "defer"):
             raise InvalidArgument(E_INVALIDARG, 'on_missing is "error" or "defer", not %r' % (on_missing,))
         flags = lib.CIMFS_LINKS_DEFER_MISSING if on_missing == "defer" else 0
-        pending = []  # (input index, (new, existing)) whose target was missing
+        pending: List[Tuple[int, Tuple[str, str]]] = []  # (input index, (new, existing)) whose target was missing
         done = 0
         batches = _packed_batches(pairs)
         try:
@@ -438,7 +438,8 @@ class Image:
             batch, deferred = self._link_batch(batch, data, indexes, flags)
             if len(deferred) == len(pending):
                 # No progress: the first pair still missing its target is the error.
-                self._link_batch(*_pack_pairs(batch[:1], indexes[:1]), indexes[:1], 0)
+                first, first_data = _pack_pairs(batch[:1], indexes[:1])
+                self._link_batch(first, first_data, indexes[:1], 0)
                 raise AssertionError("unreachable: a deferred link succeeded on its own")  # pragma: no cover
             done += len(pending) - len(deferred)
             pending = [pending[k] for k in deferred]

@@ -65,7 +65,8 @@ def verify_result(path: str, findings: Iterable) -> Dict[str, Any]:
 
 
 def build_result(summary) -> Dict[str, Any]:
-    return {"schema": SCHEMA, "image": os.path.abspath(summary.image), "package": summary.package or None,
+    return {"schema": SCHEMA, "image": os.path.abspath(summary.image), "input_format": summary.input_format,
+            "package": summary.package or None,
             "files": summary.files, "directories": summary.directories, "links": summary.links,
             "symlinks": summary.symlinks, "streams": summary.streams, "deleted": summary.deleted,
             "bytes": summary.bytes, "dedup_saved_bytes": summary.dedup_saved, "seconds": round(summary.seconds, 3),

@@ -164,8 +164,9 @@ def stat_times(st: os.stat_result, reproducible: bool = False) -> Tuple[int, int
         mtime = UNIX_EPOCH_FILETIME + st.st_mtime_ns // 100
         return mtime, mtime, mtime, mtime
     birth = getattr(st, "st_birthtime_ns", None)
-    if birth is None and getattr(st, "st_birthtime", None) is not None:
-        birth = int(st.st_birthtime * 1e9)
+    birthtime = getattr(st, "st_birthtime", None)  # not on Linux (typeshed omits it there)
+    if birth is None and birthtime is not None:
+        birth = int(birthtime * 1e9)
     mtime = UNIX_EPOCH_FILETIME + st.st_mtime_ns // 100
     return (UNIX_EPOCH_FILETIME + birth // 100 if birth is not None else mtime, mtime, mtime,
             UNIX_EPOCH_FILETIME + st.st_atime_ns // 100)
@@ -207,7 +208,8 @@ def mount_point_reparse(target: str) -> bytes:
     return _reparse(IO_REPARSE_TAG_MOUNT_POINT, header + sub + b"\0\0" + prn + b"\0\0")
 
 
-def ea_buffer(eas: Mapping[Union[str, bytes], bytes], *, need_ea: bool = False) -> bytes:
+def ea_buffer(eas: Union[Mapping[str, bytes], Mapping[bytes, bytes], Mapping[Union[str, bytes], bytes]], *,
+              need_ea: bool = False) -> bytes:
     """A FILE_FULL_EA_INFORMATION chain from {name: value}, in the mapping's order.
 
     Names are ASCII (at most 254 bytes, no NUL); values at most 65535 bytes;

@@ -85,8 +85,9 @@ def invalid_reason(name: str) -> Optional[Tuple[str, bool]]:
         return "a name longer than %d UTF-16 units" % MAX_NAME_UNITS, False
     if name[-1] in ". ":
         return "a name ending in %s (Windows strips it)" % ("a dot" if name[-1] == "." else "a space"), True
-    if _DEVICE.match(name.rstrip(" ")):
-        return "the device name %s (Windows reserves it)" % _DEVICE.match(name.rstrip(" ")).group(1).upper(), True
+    device = _DEVICE.match(name.rstrip(" "))
+    if device:
+        return "the device name %s (Windows reserves it)" % device.group(1).upper(), True
     return None
 
 
@@ -189,7 +190,8 @@ class NamePolicy:
                 self.events.append("renamed %s to %s: %s (%s)" % (source, _join(parent, fixed), rule, other))
                 name, key = fixed, upcase(_join(parent, fixed))
         if _units(_join(parent, name)) > MAX_PATH_UNITS:
-            return self._too_long(source)
+            self._too_long(source)
+            return None
         self.taken[key] = (name, is_dir, source)
         return name
 
@@ -212,7 +214,8 @@ class NamePolicy:
         if not source:
             return ""
         if len(source) > MAX_PATH_UNITS and _units(source) > MAX_PATH_UNITS:
-            return self._too_long(source)  # decided before any work on its (possibly 100,000) parts
+            self._too_long(source)  # decided before any work on its (possibly 100,000) parts
+            return None
         parent_source, _, name = source.rpartition("\\")
         parent = self.directory(parent_source)
         if parent is None:
@@ -227,7 +230,8 @@ class NamePolicy:
         """The image path of source directory ``source``, placing it (and the directories above it
         that are new) if it is new.  A loop, not recursion: paths can be very deep."""
         if len(source) > MAX_PATH_UNITS and _units(source) > MAX_PATH_UNITS:
-            return self._too_long(source)
+            self._too_long(source)
+            return None
         chain = []
         known = source
         while known and not self._known(known):

@@ -16,7 +16,7 @@ Names are case-insensitive through the image's upcase table (Windows' NTFS
 """
 import os
 import re
-from typing import Union
+from typing import Optional, Union
 
 from .errors import E_INVALIDARG, InvalidArgument
 
@@ -113,7 +113,7 @@ def image_path(path: PathArg, *, allow_root: bool = False) -> str:
     return p
 
 
-def stream_name(name: str, path: str = None) -> str:
+def stream_name(name: str, path: Optional[str] = None) -> str:
     """Validate an alternate stream name (without the ':' and ':$DATA')."""
     if not isinstance(name, str):
         raise InvalidArgument(E_INVALIDARG, "stream names are str, not %s" % type(name).__name__, path=path)

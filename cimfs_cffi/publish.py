@@ -93,7 +93,7 @@ def _remove_stale(directory: str, keep: str = "", orphans: bool = False) -> List
 try:
     import fcntl
 except ImportError:  # Windows: builds in one directory take turns (the writer's directory lock)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # typeshed types the name as the module; None means "no fcntl"
 
 STAGING_PREFIX = ".cimfs-build."
 STAGING_LOCK = ".cimfs-build.lock"

@@ -27,7 +27,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from .errors import HR_FILE_CORRUPT, HR_PATH_NOT_FOUND, CorruptImage, PathNotFound
 
@@ -98,6 +98,8 @@ def filetime_to_posix(ticks: int) -> float:
 
 class Region:
     """One mapped region file (or objectid file) of an image."""
+
+    type: int   # the region type byte (offset 0x22), set by CimImage._open once the header is checked
 
     def __init__(self, path: str, set_guid: str, local_index: int):
         self.path = path
@@ -309,7 +311,7 @@ class StreamReader(io.RawIOBase):
     zeros (sparse streams have no runs).
     """
 
-    def __init__(self, name: str, size: int, runs: List[Tuple[int, int, object, int]]):
+    def __init__(self, name: str, size: int, runs: List[Tuple[int, int, Union[bytes, mmap.mmap], int]]):
         super().__init__()
         self.name = name
         self._size = size
@@ -505,6 +507,7 @@ class CimImage:
             at = table.find(self.key(name), self.key) if table else -1
             if at < 0:
                 raise PathNotFound(HR_PATH_NOT_FOUND, "no such file or directory in the image", path=str(path))
+            assert table is not None  # at >= 0 only when a table was searched
             rec = self.record(_U32.unpack(table.value(at))[0], shown)
         return rec, "\\".join(parts), stream
 
@@ -542,7 +545,8 @@ class CimImage:
             return {}
         out = {}
         for i, name in enumerate(table.names()):
-            s = Stream.decode(*struct.unpack("<QQ", table.value(i)), self.layout.sparse_bit)
+            offset, length_and_type = struct.unpack("<QQ", table.value(i))
+            s = Stream.decode(offset, length_and_type, self.layout.sparse_bit)
             if s.type != STREAM_DATA:
                 raise corrupt("file %d: alternate stream %r has type %d (only data allowed)" % (rec.id, name, s.type))
             out[name] = s
@@ -574,7 +578,8 @@ class CimImage:
             return StreamReader(name, stream.length, [])
         return StreamReader(name, stream.length, self.stream_runs(stream.offset, stream.length, stream.type, name))
 
-    def stream_runs(self, offset: int, length: int, stype: int, what: str) -> List[Tuple[int, int, object, int]]:
+    def stream_runs(self, offset: int, length: int, stype: int,
+                    what: str) -> List[Tuple[int, int, Union[bytes, mmap.mmap], int]]:
         """The validated runs of a non-empty, non-sparse stream (docs/format.md §10)."""
         if stype == STREAM_DATA:
             data, at = self.span(offset, length, what)

@@ -51,7 +51,7 @@ def decompressed(raw: io.BufferedReader) -> Tuple[object, str]:
     head = raw.peek(6)[:6]
     if head.startswith(GZIP_MAGIC):
         module, label = gzip_module()
-        return module.open(raw, "rb"), "gzip (%s)" % label
+        return module.open(raw, "rb"), "gzip via %s" % label
     if head.startswith(ZSTD_MAGIC):
         try:
             import zstandard

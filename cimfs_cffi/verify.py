@@ -21,7 +21,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, cast
 
 from .errors import CorruptImage, InvalidArgument
 from .metadata import parse_ea_buffer
@@ -100,7 +100,7 @@ class _Checker:
         self.image = image
         self.findings: List[Finding] = []
         self.names = {image.root_id: "\\"}  # file ID -> first path, for messages
-        self.containers = {}                 # file ID -> set of directory IDs naming it
+        self.containers: Dict[int, Set[int]] = {}  # file ID -> set of directory IDs naming it
 
     def add(self, severity: str, obj: str, message: str) -> None:
         self.findings.append(Finding(severity, obj, message))
@@ -112,7 +112,7 @@ class _Checker:
         except CorruptImage as e:
             self.add(ERROR, obj, e.reason)
         except (NotADirectoryError, IsADirectoryError) as e:
-            self.add(ERROR, obj, e.strerror)
+            self.add(ERROR, obj, cast(str, e.strerror))  # the reader always raises these with a strerror
 
     def file(self, fid: int) -> str:
         return "file %d (%s)" % (fid, self.names[fid]) if fid in self.names else "file %d" % fid

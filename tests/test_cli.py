@@ -260,3 +260,20 @@ def test_json_output_of_info_ls_verify_and_build(tmp_path, capsys):
     code, out, _ = run(capsys, "verify", "--json", cim)
     result = json.loads(out)
     assert code == 1 and result["errors"] >= 1 and result["findings"][0]["severity"] == "error"
+
+
+def test_verbose_says_how_the_source_was_read(tmp_path, capsys):
+    import gzip
+    import io
+    import json
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        t = tarfile.TarInfo("Files/a")
+        t.size = 1
+        tar.addfile(t, io.BytesIO(b"a"))
+    (tmp_path / "l.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
+    code, _, err = run(capsys, "build", "-v", "-q", str(tmp_path / "l.tar.gz"), str(tmp_path / "o" / "l.cim"))
+    assert code == 0 and "read as tar (gzip via " in err and "1 decompressing" in err
+    code, out, err = run(capsys, "build", "-v", "--threads", "1", "--json", str(tmp_path / "l.tar.gz"),
+                         str(tmp_path / "o" / "m.cim"))
+    assert "helper threads: none" in err and json.loads(out)["input_format"].startswith("tar (gzip via ")
