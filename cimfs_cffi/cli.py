@@ -154,9 +154,9 @@ def cmd_extract(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
     counts = export(args.image, args.tar)
-    if not args.quiet:
+    if not args.quiet:  # to stderr when the tar itself goes to stdout
         print("exported %(files)d files, %(directories)d directories, %(links)d hard links, %(streams)d streams,"
-              " %(bytes)d bytes" % counts)
+              " %(bytes)d bytes" % counts, file=sys.stderr if args.tar == "-" else sys.stdout)
     return 0
 
 
@@ -336,9 +336,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("export", cmd_export, "Write an image as a Windows-layer style PAX tar that 'cimfs build' "
                 "turns back into an identical image (.gz/.bz2/.xz compress).",
-                ["cimfs export layer.cim layer.tar", "cimfs export layer.cim layer.tar.gz"])
+                ["cimfs export layer.cim layer.tar", "cimfs export layer.cim layer.tar.gz",
+                 "cimfs export layer.cim - | cimfs build --layer - copy/layer.cim"])
     c.add_argument("image", help="the .cim file")
-    c.add_argument("tar", help="output tar file (written to a temporary name, then renamed)")
+    c.add_argument("tar", help="output tar file (written to a temporary name, then renamed); '-': an "
+                               "uncompressed tar on standard output")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary line")
 
     c = command("verify", cmd_verify, "Check an image against the format rules and its object-ID digests. "

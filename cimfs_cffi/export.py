@@ -9,6 +9,7 @@ again gives an image the reader sees as identical.
 import io
 import os
 import tarfile
+import sys
 import tempfile
 from typing import Dict, Optional, cast
 
@@ -118,58 +119,23 @@ def _write_streams(tar: tarfile.TarFile, image: CimImage, name: str, info: FileI
 
 def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
     """Write the image at ``image_path`` as a PAX tar to ``out_path`` (``.gz``/``.bz2``/``.xz``
-    compress).  The tar appears only when complete.  Returns counts of entries written."""
-    counts = {"files": 0, "directories": 0, "links": 0, "streams": 0, "bytes": 0}
+    compress; ``"-"``: an uncompressed tar to standard output).  A file appears only when
+    complete.  Returns counts of entries written."""
     out_path = os.fspath(out_path)
+    if out_path == "-":
+        out = sys.stdout.buffer
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            counts = _write_tar(image_path, tar, progress)
+        out.flush()
+        return counts
     mode = "w:" + _COMPRESSION.get(os.path.splitext(out_path)[1].lower(), "")
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".cimfs-export-", suffix=".tmp", dir=directory)
     try:
         # The ignore: mode is computed ("w:" to "w:xz"), and typeshed's overloads each want a literal one.
-        with open_image(image_path) as image, os.fdopen(fd, "wb") as raw, \
+        with os.fdopen(fd, "wb") as raw, \
                 tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-            first_name: Dict[int, str] = {}
-            for path, rec in image.iter_tree():
-                info = FileInfo(image, rec, path)
-                if ":" in path or "/" in path:
-                    raise corrupt("name %r cannot be written to a tar (':' and '/' are separators there)" % path)
-                name = path.replace("\\", "/")
-                if not path:
-                    pax = _pax_metadata(info, is_root=True)
-                    if pax is not None:
-                        t = _entry("./", info, pax)
-                        t.type = tarfile.DIRTYPE
-                        tar.addfile(t)
-                        _write_streams(tar, image, ".", info)
-                    continue
-                if rec.id in first_name:
-                    t = tarfile.TarInfo(name)
-                    t.type, t.linkname = tarfile.LNKTYPE, first_name[rec.id]
-                    tar.addfile(t)
-                    counts["links"] += 1
-                    continue
-                first_name[rec.id] = name
-                t = _entry(name, info, cast(Dict[str, str], _pax_metadata(info)))  # None only for the root
-                if rec.is_dir:
-                    t.type = tarfile.DIRTYPE
-                    counts["directories"] += 1
-                else:
-                    t.size = info.size
-                    counts["files"] += 1
-                    counts["bytes"] += info.size
-                    if rec.sparse:
-                        _pax(t)[lt.SPARSE] = "1"
-                _link_entry(info, t)
-                if t.type == tarfile.REGTYPE and rec.sparse:
-                    _add_sparse(tar, t)
-                elif t.type == tarfile.REGTYPE:
-                    with image.stream_reader(name, rec.default_stream) as f:
-                        tar.addfile(t, f)
-                else:
-                    tar.addfile(t)
-                counts["streams"] += _write_streams(tar, image, name, info)
-                if progress:
-                    progress(counts)
+            counts = _write_tar(image_path, tar, progress)
         os.replace(tmp, out_path)
     except BaseException:
         try:
@@ -177,4 +143,52 @@ def export(image_path, out_path, *, progress=None) -> Dict[str, int]:
         except OSError:
             pass
         raise
+    return counts
+
+
+def _write_tar(image_path, tar: tarfile.TarFile, progress) -> Dict[str, int]:
+    counts = {"files": 0, "directories": 0, "links": 0, "streams": 0, "bytes": 0}
+    with open_image(image_path) as image:
+        first_name: Dict[int, str] = {}
+        for path, rec in image.iter_tree():
+            info = FileInfo(image, rec, path)
+            if ":" in path or "/" in path:
+                raise corrupt("name %r cannot be written to a tar (':' and '/' are separators there)" % path)
+            name = path.replace("\\", "/")
+            if not path:
+                pax = _pax_metadata(info, is_root=True)
+                if pax is not None:
+                    t = _entry("./", info, pax)
+                    t.type = tarfile.DIRTYPE
+                    tar.addfile(t)
+                    _write_streams(tar, image, ".", info)
+                continue
+            if rec.id in first_name:
+                t = tarfile.TarInfo(name)
+                t.type, t.linkname = tarfile.LNKTYPE, first_name[rec.id]
+                tar.addfile(t)
+                counts["links"] += 1
+                continue
+            first_name[rec.id] = name
+            t = _entry(name, info, cast(Dict[str, str], _pax_metadata(info)))  # None only for the root
+            if rec.is_dir:
+                t.type = tarfile.DIRTYPE
+                counts["directories"] += 1
+            else:
+                t.size = info.size
+                counts["files"] += 1
+                counts["bytes"] += info.size
+                if rec.sparse:
+                    _pax(t)[lt.SPARSE] = "1"
+            _link_entry(info, t)
+            if t.type == tarfile.REGTYPE and rec.sparse:
+                _add_sparse(tar, t)
+            elif t.type == tarfile.REGTYPE:
+                with image.stream_reader(name, rec.default_stream) as f:
+                    tar.addfile(t, f)
+            else:
+                tar.addfile(t)
+            counts["streams"] += _write_streams(tar, image, name, info)
+            if progress:
+                progress(counts)
     return counts

@@ -277,3 +277,17 @@ def test_verbose_says_how_the_source_was_read(tmp_path, capsys):
     code, out, err = run(capsys, "build", "-v", "--threads", "1", "--json", str(tmp_path / "l.tar.gz"),
                          str(tmp_path / "o" / "m.cim"))
     assert "helper threads: none" in err and json.loads(out)["input_format"].startswith("tar (gzip via ")
+
+
+def test_export_to_stdout_pipes_into_build_from_stdin(rich, tmp_path):
+    """cimfs export IMAGE - | cimfs build --layer - COPY: the same tree, through two pipes."""
+    from images import tree
+    cmd = [sys.executable, "-m", "cimfs_cffi"]
+    exporter = subprocess.Popen(cmd + ["export", rich, "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=str(tmp_path))
+    built = subprocess.run(cmd + ["build", "-q", "-", str(tmp_path / "copy" / "c.cim")], stdin=exporter.stdout,
+                           capture_output=True, text=True, cwd=str(tmp_path))
+    exporter.stdout.close()
+    assert exporter.wait() == 0 and built.returncode == 0, built.stderr
+    assert b"exported" in exporter.stderr.read()
+    assert tree(str(tmp_path / "copy" / "c.cim")) == tree(rich)
