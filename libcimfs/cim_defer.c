@@ -49,9 +49,19 @@ struct cim_defer {
     int quit;
 };
 
-static void hash_item(cim_deferred *d)
+/* Claims the oldest stream no thread has claimed and hashes it; called and
+ * returns with q->lock held (released while hashing). */
+static void hash_oldest(cim_defer *q)
 {
+    cim_deferred *d = q->hash_head;
+    q->hash_head = d->hnext;
+    if (!q->hash_head) q->hash_tail = NULL;
+    d->hash_state = HASH_RUNNING;
+    cim_mutex_unlock(q->lock);
     cim_objid_digest(d->s.bytes, (size_t)d->s.length, d->digest);
+    cim_mutex_lock(q->lock);
+    d->hash_state = HASH_DONE;
+    cim_cond_broadcast(q->changed);
 }
 
 static void worker_main(void *arg)
@@ -59,18 +69,9 @@ static void worker_main(void *arg)
     cim_defer *q = (cim_defer *)arg;
     cim_mutex_lock(q->lock);
     for (;;) {
-        cim_deferred *d;
         while (!q->quit && !q->hash_head) cim_cond_wait(q->changed, q->lock);
         if (q->quit) break;
-        d = q->hash_head;
-        q->hash_head = d->hnext;
-        if (!q->hash_head) q->hash_tail = NULL;
-        d->hash_state = HASH_RUNNING;
-        cim_mutex_unlock(q->lock);
-        hash_item(d);
-        cim_mutex_lock(q->lock);
-        d->hash_state = HASH_DONE;
-        cim_cond_broadcast(q->changed);
+        hash_oldest(q);
     }
     cim_mutex_unlock(q->lock);
 }
@@ -159,14 +160,8 @@ static void settle(cim_image *img, uint64_t keep)
         int must = keep == 0 || q->bytes > keep || q->items > CIM_DEFER_ITEMS;
         if (d->kind == ITEM_STREAM && d->hash_state != HASH_DONE) {
             if (!must) break;
-            if (d->hash_state == HASH_WAITING) { /* the oldest unclaimed stream: hash it here */
-                q->hash_head = d->hnext;
-                if (!q->hash_head) q->hash_tail = NULL;
-                d->hash_state = HASH_RUNNING;
-                cim_mutex_unlock(q->lock);
-                hash_item(d);
-                cim_mutex_lock(q->lock);
-                d->hash_state = HASH_DONE;
+            if (d->hash_state == HASH_WAITING) { /* d heads the unclaimed streams too: hash it here */
+                hash_oldest(q);
             } else {
                 cim_cond_wait(q->changed, q->lock);
             }
