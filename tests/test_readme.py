@@ -1,5 +1,6 @@
 """The README's examples run as written: its Python programs (in order, in one fresh folder,
-against the installed package), and its set-up command's build step on examples/."""
+against the installed package), its set-up command's build step on examples/, and the MSIX
+section's commands.  .ci/run runs the set-up and test commands themselves, pip included."""
 import os
 import re
 import subprocess
@@ -37,3 +38,25 @@ def test_the_set_up_command_builds_examples(tmp_path):
         done = subprocess.run([sys.executable, "-m", "cimfs_cffi"] + argv[1:], cwd=str(tmp_path),
                               capture_output=True, text=True)
         assert done.returncode == 0, (command, done.stderr)
+
+
+def test_the_msix_example_runs_as_written(tmp_path):
+    """The MSIX section's commands, on a package whose full name is the example's own (Microsoft's
+    publisher gives the ID 8wekyb3d8bbwe); `pip install` is the only line not run."""
+    from test_msix import MANIFEST, make_package
+    manifest = MANIFEST.replace('Name="Contoso.Tool"', 'Name="MyApp"').replace('Version="2.1.0.0"', 'Version="1.2.0.0"') \
+        .replace('Publisher="CN=Contoso"', 'Publisher="CN=Microsoft Corporation, O=Microsoft Corporation, '
+                 'L=Redmond, S=Washington, C=US"') % ""
+    block = next(b for b in blocks("sh") if "MyApp_1.2.0.0_x64__8wekyb3d8bbwe.msix" in b)
+    lines = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert lines[0] == "pip install cimfs_cffi"
+    package = lines[1].split()[-2]
+    make_package(str(tmp_path / package), manifest=manifest)
+    outputs = []
+    for line in lines[1:]:
+        done = subprocess.run([sys.executable, "-m", "cimfs_cffi"] + line.split()[1:], cwd=str(tmp_path),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(done.stdout)
+    expected = block.strip().splitlines()[-1].split("#")[1].strip()  # the comment on the ls line
+    assert outputs[-1].strip() == expected.split("\\")[-1]
