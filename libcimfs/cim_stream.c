@@ -1,7 +1,10 @@
 /*
- * cim_stream.c - data streams: bytes go straight to a region file and into a
- * running object-ID digest (SHA-512) as they are written; at close the stream
- * is zero-filled to its declared size and looked up by (length, digest), so
+ * cim_stream.c - data streams.  A stream of up to CIM_DEFER_MAX bytes is
+ * collected in memory and, at close, handed to cim_defer.c, which hashes it
+ * on a helper thread and places it in call order.  A larger one (or any, with
+ * one writer thread) goes straight to a region file and into a running
+ * object-ID digest (SHA-512) as it is written.  Either way the stream is
+ * zero-filled to its declared size and looked up by (length, digest), so
  * content the image (or a parent) already holds is stored once.
  *
  * A file's primary stream may instead become a PE-image stream (cim_pe.h),
