@@ -1,10 +1,11 @@
 """A tar's bytes, decompressed on a helper thread and handed over in large blocks.
 
 A layer build does three things per byte: decompress it, hash it, write it.
-Hashing and writing happen in C on the building thread (with the GIL
-released); decompression happens here, on a reader thread, into a fixed pool
-of blocks, so the two overlap on two cores and memory stays at
-``BLOCK * (BLOCKS + 1)`` whatever the archive holds.
+Writing happens in C on the building thread (with the GIL released) and
+hashing on the writer's helper threads (docs/api.md §9.5); decompression
+happens here, on a reader thread, into a fixed pool of blocks, so all three
+overlap and memory stays at ``BLOCK * (BLOCKS + 1)`` whatever the archive
+holds.
 
 :class:`TarStream` is the forward-only file object ``tarfile`` reads its
 headers from (mode ``"r:"``), and member data is taken straight from the
