@@ -136,9 +136,10 @@ def _source_date_epoch() -> Optional[int]:
         seconds = int(text)
         if seconds < 0:
             raise ValueError
-    except ValueError:
-        raise BuildError("SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not %r" % text) from None
-    return to_filetime(datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc))
+        return to_filetime(datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc))
+    except (ValueError, OverflowError, OSError):
+        raise BuildError("SOURCE_DATE_EPOCH must be a whole number of seconds from 1970 to 9999, not %r"
+                         % text) from None
 
 
 def _build_one_package(work) -> Tuple[str, Optional[BuildSummary], Optional[str]]:

@@ -86,9 +86,10 @@ def test_source_date_epoch_clamps_later_times_and_dates_implicit_directories(tmp
         assert img.stat("Files/new").last_write_time == limit
         assert img.stat("Files/old").last_write_time == to_filetime(1_000_000_000)
         assert img.stat("Files").last_write_time == limit
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
-    with pytest.raises(BuildError, match="SOURCE_DATE_EPOCH"):
-        build(str(src), str(tmp_path / "bad" / "x.cim"), reproducible=True)
+    for bad in ("yesterday", "-5", "9" * 30):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
+        with pytest.raises(BuildError, match="SOURCE_DATE_EPOCH"):
+            build(str(src), str(tmp_path / "bad" / "x.cim"), reproducible=True)
 
 
 def test_images_with_the_same_content_share_files_and_replacing_one_keeps_the_other(tmp_path):
