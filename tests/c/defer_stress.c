@@ -9,7 +9,7 @@
  *
  *   cc -std=c11 -fsanitize=thread -Ilibcimfs tests/c/defer_stress.c (every .c file of libcimfs) \
  *      -lpthread -o defer_stress
- *   ./defer_stress DIR        (exit 0 = identical)
+ *   ./defer_stress DIR [FILES]   (exit 0 = identical; FILES defaults to 3000)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@
 
 #include "cimfs.h"
 
-#define FILES 3000
+static int files = 3000; /* argv[2] overrides: fewer under ThreadSanitizer, which is slow */
 
 static uint64_t rng_state;
 static uint32_t rnd(void)
@@ -60,11 +60,11 @@ static int write_image(const char *dir, const char *name, UINT32 threads)
     m.Attributes = CIMFS_FILE_ATTRIBUTE_DIRECTORY;
     if ((hr = CimCreateFile(h, W("d"), &m, &s)) < 0) return fail("mkdir", hr);
     CimCloseStream(s);
-    for (i = 0; i < FILES; i++) {
+    for (i = 0; i < files; i++) {
         uint32_t r = rnd() % 100, size, at, dup = rnd() % 3 == 0;
         size = rnd() % 4 == 0 ? rnd() % (3 << 20) : rnd() % 20000;
         at = dup ? 0 : rnd() % (uint32_t)(sizeof data - size); /* duplicates: the same bytes again */
-        snprintf(path, sizeof path, "d\\f%d", (int)(rnd() % (FILES / 2))); /* names repeat: replacements */
+        snprintf(path, sizeof path, "d\\f%d", (int)(rnd() % (uint32_t)(files / 2 + 1))); /* names repeat: replacements */
         memset(&m, 0, sizeof m);
         m.FileSize = size;
         if (r < 3) m.Attributes = CIMFS_FILE_ATTRIBUTE_SPARSE_FILE;
@@ -126,6 +126,7 @@ int main(int argc, char **argv)
     char one[512], two[512], cmd[1100];
     if (strlen(argc > 1 ? argv[1] : ".") > 400) return 1;
     const char *dir = argc > 1 ? argv[1] : ".";
+    if (argc > 2) files = atoi(argv[2]) > 0 ? atoi(argv[2]) : files;
     snprintf(one, sizeof one, "%s/one", dir);
     snprintf(two, sizeof two, "%s/two", dir);
     snprintf(cmd, sizeof cmd, "mkdir -p %s %s", one, two);
