@@ -172,6 +172,10 @@ def add_tar(path: str, b: Builder, layer: bool) -> None:
                 if isinstance(e, CimError):
                     raise
                 raise BuildError("%s: damaged or truncated tar at %r: %s" % (path, m.name, e), path=path) from None
+        try:
+            stream.drain()
+        except _decode_errors() as e:
+            raise BuildError("%s: damaged archive after the tar's last entry: %s" % (path, e), path=path) from None
         if layer:
             _layer_hives(b)
     finally:

@@ -376,6 +376,8 @@ def build_in_place(directory: str, name: str, image: str, options: dict, fill, w
                 os.unlink(temp_path)
             except OSError:
                 pass
+            in_use = _sets_in_use(directory)  # a reproducible image's set can be another's too
             for guid in own:
-                _remove_region_set(directory, guid)
+                if guid not in in_use:
+                    _remove_region_set(directory, guid)
         raise

@@ -183,6 +183,13 @@ class TarStream:
     def tell(self) -> int:
         return self._offset
 
+    def drain(self) -> None:
+        """Read to the end of the stream: what follows the tar's end marker is only padding, but
+        a decompressor's check (gzip's CRC, a truncated frame) fails there if the archive is
+        damaged, and that must not depend on where the last member ended."""
+        while self._next_block():
+            self._at = len(self._view)
+
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_CUR:
             pos += self._offset

@@ -440,7 +440,7 @@ HRESULT cim_commit(cim_image *img)
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_finish(&img->regions[i], img->format_major);
     for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_write_objid_file(&img->regions[i], img->format_major);
     if (hr >= 0 && img->consistent) hr = consistent_guid(img);
-    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_publish(&img->regions[i]);
+    for (i = 0; hr >= 0 && i < CIM_REGIONS_PER_SET; i++) hr = cim_region_publish(&img->regions[i], img->consistent);
     if (hr >= 0) hr = write_image_file(img, fs_off);
     free(upcase);
     free(by_id);

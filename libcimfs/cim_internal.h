@@ -142,7 +142,7 @@ typedef struct cim_region {
     uint32_t global_index;
     uint16_t local_index;
     uint8_t type;
-    int renamed;                /* final names in place (commit) */
+    int renamed;                /* RENAMED_* bits: which final names this commit put in place */
     cim_objid *ids;
     size_t nids, ids_cap;
 } cim_region;
@@ -174,11 +174,16 @@ HRESULT cim_region_align(cim_region *r, uint64_t alignment);
 void cim_region_rewind(cim_region *r, uint64_t to);
 /* Flush, pad (data regions to a page multiple), truncate, sync, close. */
 HRESULT cim_region_finish(cim_region *r, uint32_t major);
+#define RENAMED_REGION 1
+#define RENAMED_OBJID 2
+/* Moves the region and objectid files to their final names.  keep_existing (a
+ * consistent image, whose names come from the content): a final name that
+ * already exists holds the same bytes, another image's; it is left alone and
+ * never counted as this commit's, so a failed commit cannot remove it. */
+HRESULT cim_region_publish(cim_region *r, int keep_existing);
 /* The final names of a region's files under another region-set GUID (before publishing). */
 HRESULT cim_region_rename_set(cim_region *r, const cim_nchar *dir, const char *guid_text);
 HRESULT cim_region_write_objid_file(cim_region *r, uint32_t major);
-/* Moves the region and objectid files to their final names. */
-HRESULT cim_region_publish(cim_region *r);
 /* Closes and deletes whatever this region put on disk. */
 void cim_region_discard(cim_region *r);
 HRESULT cim_region_add_objid(cim_region *r, uint64_t length, const uint8_t *digest, uint64_t offset);

@@ -220,15 +220,25 @@ HRESULT cim_region_write_objid_file(cim_region *r, uint32_t major)
     return hr;
 }
 
-HRESULT cim_region_publish(cim_region *r)
+static HRESULT publish_file(const cim_nchar *tmp, const cim_nchar *final, int keep_existing, int *ours)
 {
-    HRESULT hr = cim_path_rename(r->tmp_path, r->final_path);
+    HRESULT hr;
+    if (keep_existing && cim_path_file_exists(final) == 1) return cim_path_unlink(tmp);
+    hr = cim_path_rename(tmp, final);
+    if (hr >= 0) *ours = 1;
+    return hr;
+}
+
+HRESULT cim_region_publish(cim_region *r, int keep_existing)
+{
+    int ours = 0;
+    HRESULT hr = publish_file(r->tmp_path, r->final_path, keep_existing, &ours);
+    if (ours) r->renamed |= RENAMED_REGION;
     if (hr < 0) return hr;
-    r->renamed = 1;
-    hr = cim_path_rename(r->objid_tmp_path, r->objid_final_path);
-    if (hr < 0) return hr;
-    r->renamed = 2;
-    return CIMFS_S_OK;
+    ours = 0;
+    hr = publish_file(r->objid_tmp_path, r->objid_final_path, keep_existing, &ours);
+    if (ours) r->renamed |= RENAMED_OBJID;
+    return hr;
 }
 
 void cim_region_discard(cim_region *r)
@@ -236,8 +246,8 @@ void cim_region_discard(cim_region *r)
     if (r->file) cim_file_close(r->file);
     if (r->tmp_path) (void)cim_path_unlink(r->tmp_path);
     if (r->objid_tmp_path) (void)cim_path_unlink(r->objid_tmp_path);
-    if (r->renamed >= 1 && r->final_path) (void)cim_path_unlink(r->final_path);
-    if (r->renamed >= 2 && r->objid_final_path) (void)cim_path_unlink(r->objid_final_path);
+    if ((r->renamed & RENAMED_REGION) && r->final_path) (void)cim_path_unlink(r->final_path);
+    if ((r->renamed & RENAMED_OBJID) && r->objid_final_path) (void)cim_path_unlink(r->objid_final_path);
     free(r->tmp_path);
     free(r->final_path);
     free(r->objid_tmp_path);

@@ -132,3 +132,34 @@ def test_the_command_line_option(tmp_path):
         assert done.returncode == 0, done.stderr
     assert files(tmp_path / "one") == files(tmp_path / "two")
     shutil.rmtree(src)
+
+
+@pytest.mark.parametrize("failing_rename", range(7))
+def test_a_failed_commit_never_removes_files_of_an_image_with_the_same_content(tmp_path, failing_rename):
+    """Two consistent images with the same content share region-file names.  The second one's
+    commit failing at any rename (its region files or its .cim) must leave the first intact."""
+    from cimfs_cffi import CimError, lib
+
+    def write(name):
+        with Image.create(tmp_path, name, reproducible=True) as img:
+            img.add_file("f", b"q" * 5000)
+            img.add_file("g", b"r" * 70000)
+            img.commit()
+
+    write("a.cim")
+    before = files(tmp_path)
+    lib.CimfsTestInjectFault(lib.CIM_FAULT_RENAME, failing_rename, 0x80070070 - (1 << 32), 0)  # DISK_FULL
+    try:
+        write("b.cim")
+        failed = False
+    except CimError:
+        failed = True
+    finally:
+        lib.CimfsTestClearFault()
+    after = files(tmp_path)
+    if failed:
+        assert after == before
+    else:  # the fault was past this commit's renames: b is there, sharing a's files
+        assert set(after) - set(before) == {"b.cim"}
+        assert verify(str(tmp_path / "b.cim")) == []
+    assert verify(str(tmp_path / "a.cim")) == []

@@ -177,3 +177,22 @@ def test_memory_is_the_block_pool_whatever_the_archive(tmp_path, monkeypatch):
     finally:
         tracemalloc.stop()
     assert peak < tarstream.BLOCK * (tarstream.BLOCKS + 3), peak
+
+
+@pytest.mark.parametrize("threads", [None, 1])
+def test_a_bad_gzip_check_after_the_last_member_is_an_error_wherever_the_tar_ends(tmp_path, threads):
+    """The tar ends exactly on a read-ahead block boundary, so its end marker is read without
+    the gzip trailer: the damaged CRC there must still fail the build."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        t = tarfile.TarInfo("Files/a")
+        t.size = 5 * tarstream.BLOCK - 512 - 1024  # header + data + end marker = 5 blocks = 32 records
+        tar.addfile(t, io.BytesIO(os.urandom(t.size)))
+    data = out.getvalue()
+    assert len(data) == 5 * tarstream.BLOCK
+    packed = bytearray(gzip.compress(data))
+    packed[-8] ^= 0xFF  # the CRC32 of the gzip trailer
+    (tmp_path / "l.tar.gz").write_bytes(bytes(packed))
+    with pytest.raises(BuildError, match="damaged"):
+        build(str(tmp_path / "l.tar.gz"), str(tmp_path / "x.cim"), threads=threads)
+    assert not (tmp_path / "x.cim").exists()
