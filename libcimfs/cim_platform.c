@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OFFLOAD_IDLE, OFFLOAD_POSTED, OFFLOAD_QUIT }; /* cim_offload states */
-
 #ifdef _WIN32
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -492,79 +490,6 @@ void cim_thread_join(cim_thread *t)
     free(t);
 }
 
-struct cim_offload {
-    pthread_t thread;
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    void (*fn)(void *);
-    void *arg;
-    int state; /* OFFLOAD_IDLE, OFFLOAD_POSTED or OFFLOAD_QUIT */
-};
-
-static void *offload_main(void *p)
-{
-    cim_offload *o = (cim_offload *)p;
-    pthread_mutex_lock(&o->m);
-    for (;;) {
-        while (o->state == OFFLOAD_IDLE) pthread_cond_wait(&o->cv, &o->m);
-        if (o->state == OFFLOAD_QUIT) break;
-        pthread_mutex_unlock(&o->m);
-        o->fn(o->arg);
-        pthread_mutex_lock(&o->m);
-        o->state = OFFLOAD_IDLE;
-        pthread_cond_broadcast(&o->cv);
-    }
-    pthread_mutex_unlock(&o->m);
-    return NULL;
-}
-
-cim_offload *cim_offload_new(void)
-{
-    cim_offload *o = (cim_offload *)calloc(1, sizeof *o);
-    if (!o) return NULL;
-    if (pthread_mutex_init(&o->m, NULL) != 0) goto no_mutex;
-    if (pthread_cond_init(&o->cv, NULL) != 0) goto no_cond;
-    if (pthread_create(&o->thread, NULL, offload_main, o) != 0) goto no_thread;
-    return o;
-no_thread:
-    pthread_cond_destroy(&o->cv);
-no_cond:
-    pthread_mutex_destroy(&o->m);
-no_mutex:
-    free(o);
-    return NULL;
-}
-
-void cim_offload_free(cim_offload *o)
-{
-    if (!o) return;
-    pthread_mutex_lock(&o->m);
-    o->state = OFFLOAD_QUIT;
-    pthread_cond_broadcast(&o->cv);
-    pthread_mutex_unlock(&o->m);
-    pthread_join(o->thread, NULL);
-    pthread_cond_destroy(&o->cv);
-    pthread_mutex_destroy(&o->m);
-    free(o);
-}
-
-void cim_offload_post(cim_offload *o, void (*fn)(void *), void *arg)
-{
-    pthread_mutex_lock(&o->m);
-    o->fn = fn;
-    o->arg = arg;
-    o->state = OFFLOAD_POSTED;
-    pthread_cond_broadcast(&o->cv);
-    pthread_mutex_unlock(&o->m);
-}
-
-void cim_offload_wait(cim_offload *o)
-{
-    pthread_mutex_lock(&o->m);
-    while (o->state == OFFLOAD_POSTED) pthread_cond_wait(&o->cv, &o->m);
-    pthread_mutex_unlock(&o->m);
-}
-
 static pthread_mutex_t g_global = PTHREAD_MUTEX_INITIALIZER;
 void cim_global_lock(void) { pthread_mutex_lock(&g_global); }
 void cim_global_unlock(void) { pthread_mutex_unlock(&g_global); }
@@ -926,77 +851,81 @@ void cim_thread_join(cim_thread *t)
     free(t);
 }
 
+static SRWLOCK g_global = SRWLOCK_INIT;
+void cim_global_lock(void) { AcquireSRWLockExclusive(&g_global); }
+void cim_global_unlock(void) { ReleaseSRWLockExclusive(&g_global); }
+
+#endif
+
+/* ---- cim_offload: one helper thread, built on the primitives above ------------- */
+
+enum { OFFLOAD_IDLE, OFFLOAD_POSTED, OFFLOAD_QUIT };
+
 struct cim_offload {
-    HANDLE thread;
-    SRWLOCK l;
-    CONDITION_VARIABLE cv;
+    cim_thread *thread;
+    cim_mutex *lock;
+    cim_cond *changed;
     void (*fn)(void *);
     void *arg;
     int state; /* OFFLOAD_IDLE, OFFLOAD_POSTED or OFFLOAD_QUIT */
 };
 
-static DWORD WINAPI offload_main(LPVOID p)
+static void offload_main(void *p)
 {
     cim_offload *o = (cim_offload *)p;
-    AcquireSRWLockExclusive(&o->l);
+    cim_mutex_lock(o->lock);
     for (;;) {
-        while (o->state == OFFLOAD_IDLE) SleepConditionVariableSRW(&o->cv, &o->l, INFINITE, 0);
+        while (o->state == OFFLOAD_IDLE) cim_cond_wait(o->changed, o->lock);
         if (o->state == OFFLOAD_QUIT) break;
-        ReleaseSRWLockExclusive(&o->l);
+        cim_mutex_unlock(o->lock);
         o->fn(o->arg);
-        AcquireSRWLockExclusive(&o->l);
+        cim_mutex_lock(o->lock);
         o->state = OFFLOAD_IDLE;
-        WakeAllConditionVariable(&o->cv);
+        cim_cond_broadcast(o->changed);
     }
-    ReleaseSRWLockExclusive(&o->l);
-    return 0;
+    cim_mutex_unlock(o->lock);
 }
 
 cim_offload *cim_offload_new(void)
 {
     cim_offload *o = (cim_offload *)calloc(1, sizeof *o);
     if (!o) return NULL;
-    InitializeSRWLock(&o->l);
-    InitializeConditionVariable(&o->cv);
-    o->thread = CreateThread(NULL, 0, offload_main, o, 0, NULL);
-    if (!o->thread) {
-        free(o);
-        return NULL;
-    }
-    return o;
+    o->lock = cim_mutex_new();
+    o->changed = cim_cond_new();
+    if (o->lock && o->changed) o->thread = cim_thread_start(offload_main, o);
+    if (o->thread) return o;
+    cim_cond_free(o->changed);
+    cim_mutex_free(o->lock);
+    free(o);
+    return NULL;
 }
 
 void cim_offload_free(cim_offload *o)
 {
     if (!o) return;
-    AcquireSRWLockExclusive(&o->l);
+    cim_mutex_lock(o->lock);
     o->state = OFFLOAD_QUIT;
-    WakeAllConditionVariable(&o->cv);
-    ReleaseSRWLockExclusive(&o->l);
-    WaitForSingleObject(o->thread, INFINITE);
-    CloseHandle(o->thread);
+    cim_cond_broadcast(o->changed);
+    cim_mutex_unlock(o->lock);
+    cim_thread_join(o->thread);
+    cim_cond_free(o->changed);
+    cim_mutex_free(o->lock);
     free(o);
 }
 
 void cim_offload_post(cim_offload *o, void (*fn)(void *), void *arg)
 {
-    AcquireSRWLockExclusive(&o->l);
+    cim_mutex_lock(o->lock);
     o->fn = fn;
     o->arg = arg;
     o->state = OFFLOAD_POSTED;
-    WakeAllConditionVariable(&o->cv);
-    ReleaseSRWLockExclusive(&o->l);
+    cim_cond_broadcast(o->changed);
+    cim_mutex_unlock(o->lock);
 }
 
 void cim_offload_wait(cim_offload *o)
 {
-    AcquireSRWLockExclusive(&o->l);
-    while (o->state == OFFLOAD_POSTED) SleepConditionVariableSRW(&o->cv, &o->l, INFINITE, 0);
-    ReleaseSRWLockExclusive(&o->l);
+    cim_mutex_lock(o->lock);
+    while (o->state == OFFLOAD_POSTED) cim_cond_wait(o->changed, o->lock);
+    cim_mutex_unlock(o->lock);
 }
-
-static SRWLOCK g_global = SRWLOCK_INIT;
-void cim_global_lock(void) { AcquireSRWLockExclusive(&g_global); }
-void cim_global_unlock(void) { ReleaseSRWLockExclusive(&g_global); }
-
-#endif
