@@ -276,6 +276,25 @@ static HRESULT defer(cim_image *img)
     return CIMFS_S_OK;
 }
 
+/* A stream's stored bytes are at data_offset: record it in its node or ADS, a
+ * PE-image stream through its descriptor in region 0. */
+static HRESULT record_placed(cim_image *img, cim_node *node, cim_ads *ads, const cim_pe_layout *pe,
+                             uint64_t capacity, uint64_t data_offset)
+{
+    uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
+    uint64_t descriptor_offset = 0;
+    size_t size;
+    HRESULT hr;
+    if (!pe) {
+        store_at(node, ads, data_offset, CIM_STREAM_LT(capacity, CIM_STREAM_DATA));
+        return CIMFS_S_OK;
+    }
+    size = cim_pe_descriptor(pe, data_offset, descriptor);
+    hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], descriptor, size, 8, &descriptor_offset);
+    if (hr >= 0) store_at(node, ads, descriptor_offset, CIM_STREAM_LT(capacity, CIM_STREAM_PE_IMAGE));
+    return hr;
+}
+
 HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *d, const uint8_t *digest)
 {
     cim_region *r = &img->regions[d->large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
@@ -290,16 +309,7 @@ HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *d, const uin
         if (hr < 0) return hr;
         data_offset = CIM_OFFSET(r->global_index, start);
     }
-    if (d->pe) {
-        uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
-        uint64_t descriptor_offset = 0;
-        size_t size = cim_pe_descriptor(d->pe, data_offset, descriptor);
-        hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], descriptor, size, 8, &descriptor_offset);
-        if (hr >= 0) store_at(d->node, d->ads, descriptor_offset, CIM_STREAM_LT(d->capacity, CIM_STREAM_PE_IMAGE));
-        return hr;
-    }
-    store_at(d->node, d->ads, data_offset, CIM_STREAM_LT(d->capacity, CIM_STREAM_DATA));
-    return hr;
+    return record_placed(img, d->node, d->ads, d->pe, d->capacity, data_offset);
 }
 
 /* The stored bytes are complete: deduplicate them and record where they are. */
@@ -323,17 +333,12 @@ static HRESULT place(cim_image *img, uint64_t length, uint64_t *data_offset)
 static HRESULT finish_pe(cim_image *img)
 {
     cim_stream_state *s = &img->stream;
-    uint8_t descriptor[CIM_PEIMAGE_SIZE + CIM_PEMAPPING_SIZE * CIM_PE_MAX_RUNS];
-    uint64_t data_offset, descriptor_offset = 0;
-    size_t size;
+    uint64_t data_offset;
     HRESULT hr = store_zeros(s, s->pe.stored_length - stored(s));
     if (hr >= 0 && s->deferred) return defer(img);
     if (hr >= 0) hr = place(img, s->pe.stored_length, &data_offset);
     if (hr < 0) return hr;
-    size = cim_pe_descriptor(&s->pe, data_offset, descriptor);
-    hr = cim_put_object(img, &img->regions[CIM_RT_METADATA], descriptor, size, 8, &descriptor_offset);
-    if (hr >= 0) store(s, descriptor_offset, CIM_STREAM_LT(s->capacity, CIM_STREAM_PE_IMAGE));
-    return hr;
+    return record_placed(img, s->node, s->ads, &s->pe, s->capacity, data_offset);
 }
 
 static HRESULT finish_data(cim_image *img)
@@ -353,7 +358,7 @@ static HRESULT finish_data(cim_image *img)
     if (hr >= 0) {
         uint64_t data_offset;
         hr = place(img, s->capacity, &data_offset);
-        if (hr >= 0) store(s, data_offset, CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA));
+        if (hr >= 0) hr = record_placed(img, s->node, s->ads, NULL, s->capacity, data_offset);
     }
     return hr;
 }
