@@ -47,7 +47,7 @@ def cmd_info(args) -> int:
         for r in image.regions:
             w("  %-60s %-10s %12d bytes\n" % (os.path.basename(r.path), _REGION_TYPES.get(r.type, "type %d" % r.type),
                                              r.size))
-            oid = os.path.join(os.path.dirname(r.path), "objectid" + os.path.basename(r.path)[len("region"):])
+            oid = r.objectid_path
             w("  %-60s %-10s %12s\n" % (os.path.basename(oid), "objectid",
                                        "%d bytes" % os.path.getsize(oid) if os.path.exists(oid) else "missing"))
         w("files:          %d\n" % s["files"])

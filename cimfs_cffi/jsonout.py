@@ -25,7 +25,7 @@ def info(image: CimImage, path: str) -> Dict[str, Any]:
     s = image.summary()
     regions = []
     for r in image.regions:
-        oid = os.path.join(os.path.dirname(r.path), "objectid" + os.path.basename(r.path)[len("region"):])
+        oid = r.objectid_path
         regions.append({"file": os.path.basename(r.path), "type": r.type, "bytes": r.size,
                         "objectid_file": os.path.basename(oid),
                         "objectid_bytes": os.path.getsize(oid) if os.path.exists(oid) else None})

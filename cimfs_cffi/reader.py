@@ -115,6 +115,11 @@ class Region:
             raise corrupt("cannot map region file: %s" % e, path) from None
         self.size = size
 
+    @property
+    def objectid_path(self) -> str:
+        """The path of this region's objectid file (beside it, spelled as the region file is)."""
+        return os.path.join(os.path.dirname(self.path), "objectid" + os.path.basename(self.path)[len("region"):])
+
     def close(self) -> None:
         if isinstance(self.data, mmap.mmap):
             self.data.close()
