@@ -156,6 +156,7 @@ void CimfsTestSha512(const void *data, size_t len, uint8_t *digest64);
 void CimfsTestSha512Chunks(const void *data, const size_t *sizes, size_t count, uint8_t *digest64);
 const char *CimfsSha512Impl(void);
 void CimfsTestObjectId(const void *data, size_t len, uint8_t *digest24);
+void CimfsTestObjectIds(const void *data, const size_t *lengths, size_t count, uint8_t *digests24);
 int CimfsTestPeLayout(const uint8_t *file, size_t length, uint64_t *stored_length, uint32_t *mapping_count);
 const uint16_t *CimfsUpcaseTable(void);
 uint16_t CimfsTestUpcase(uint16_t unit);

@@ -64,14 +64,32 @@ static void hash_oldest(cim_defer *q)
     cim_cond_broadcast(q->changed);
 }
 
+/* A helper claims the oldest unclaimed streams, as many as its hashing
+ * lanes take (eight with AVX-512, see cim_objid.h), and hashes them side by
+ * side, filling a lane again as soon as its stream is done. */
 static void worker_main(void *arg)
 {
     cim_defer *q = (cim_defer *)arg;
+    cim_objid_lanes lanes;
+    void *done[CIM_OBJID_LANES];
+    unsigned i, ndone;
+    cim_objid_lanes_init(&lanes);
     cim_mutex_lock(q->lock);
     for (;;) {
-        while (!q->quit && !q->hash_head) cim_cond_wait(q->changed, q->lock);
+        while (!q->quit && !q->hash_head && !lanes.busy) cim_cond_wait(q->changed, q->lock);
         if (q->quit) break;
-        hash_oldest(q);
+        while (q->hash_head && cim_objid_lanes_room(&lanes)) {
+            cim_deferred *d = q->hash_head;
+            q->hash_head = d->hnext;
+            if (!q->hash_head) q->hash_tail = NULL;
+            d->hash_state = HASH_RUNNING;
+            cim_objid_lanes_add(&lanes, d->s.bytes, (size_t)d->s.length, d->digest, d);
+        }
+        cim_mutex_unlock(q->lock);
+        ndone = cim_objid_lanes_run(&lanes, done);
+        cim_mutex_lock(q->lock);
+        for (i = 0; i < ndone; i++) ((cim_deferred *)done[i])->hash_state = HASH_DONE;
+        if (ndone) cim_cond_broadcast(q->changed);
     }
     cim_mutex_unlock(q->lock);
 }

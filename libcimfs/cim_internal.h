@@ -139,6 +139,7 @@ typedef struct cim_region {
     uint8_t *buf;               /* write-behind buffer holding [buf_start, end) */
     size_t buf_len, buf_cap;
     uint64_t buf_start;
+    uint64_t writeback_from;    /* [0, writeback_from) was handed to the OS's writeback */
     uint32_t global_index;
     uint16_t local_index;
     uint8_t type;

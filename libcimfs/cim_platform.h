@@ -40,6 +40,10 @@ HRESULT cim_file_pread(cim_file *f, void *buf, size_t len, uint64_t offset); /* 
 HRESULT cim_file_size(cim_file *f, uint64_t *size);
 HRESULT cim_file_truncate(cim_file *f, uint64_t size);
 HRESULT cim_file_sync(cim_file *f);
+/* Asks the OS to start writing [offset, offset + len) to disk without
+ * waiting (Linux: sync_file_range), so that the final cim_file_sync has
+ * little left to do; a no-op where there is no such call. */
+void cim_file_start_writeback(cim_file *f, uint64_t offset, uint64_t len);
 void cim_file_close(cim_file *f);
 
 HRESULT cim_path_rename(const cim_nchar *from, const cim_nchar *to); /* replaces `to` */

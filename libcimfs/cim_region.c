@@ -11,6 +11,10 @@
 #include <stdio.h>
 
 #define CIM_REGION_BUFFER (1u << 20)
+/* Writeback of the region file is started every this many bytes, so that
+ * the disk works while the image is built and the commit's fsync waits for
+ * little (0.46 s of a 1.4 GB layer build here without it). */
+#define CIM_WRITEBACK_STEP (32u << 20)
 
 static const uint8_t g_zeros[CIM_PAGE];
 
@@ -77,13 +81,23 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
     return cim_region_write(r, hdr, sizeof hdr);
 }
 
+/* [buf_start, buf_start + n) was written to the file. */
+static void written(cim_region *r, size_t n)
+{
+    r->buf_start += n;
+    if (r->buf_start - r->writeback_from >= CIM_WRITEBACK_STEP) {
+        cim_file_start_writeback(r->file, r->writeback_from, r->buf_start - r->writeback_from);
+        r->writeback_from = r->buf_start;
+    }
+}
+
 static HRESULT flush(cim_region *r)
 {
     HRESULT hr;
     if (r->buf_len == 0) return CIMFS_S_OK;
     hr = cim_file_pwrite(r->file, r->buf, r->buf_len, r->buf_start);
     if (hr < 0) return hr;
-    r->buf_start += r->buf_len;
+    written(r, r->buf_len);
     r->buf_len = 0;
     return CIMFS_S_OK;
 }
@@ -99,7 +113,7 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
         if (n >= r->buf_cap) { /* large writes bypass the buffer */
             hr = cim_file_pwrite(r->file, src, n, r->buf_start);
             if (hr < 0) return hr;
-            r->buf_start += n;
+            written(r, n);
             r->end += n;
             return CIMFS_S_OK;
         }
@@ -136,6 +150,7 @@ void cim_region_rewind(cim_region *r, uint64_t to)
          * the truncate in cim_region_finish. */
         r->buf_start = to;
         r->buf_len = 0;
+        if (r->writeback_from > to) r->writeback_from = to;
     }
     r->end = to;
 }

@@ -12,8 +12,17 @@
  * vector units work while the integer ALUs do rounds; the second block's
  * rounds then only read W+K back.
  *
- * CIMFS_SHA512=portable in the environment forces the portable code, so the
- * tests can cover both paths on one machine. */
+ * With AVX-512 (F and BW) there is a third path, for many messages at once:
+ * cim_sha512_blocks_lanes() runs the blocks of eight independent messages
+ * side by side, one message per 64-bit lane of zmm registers, where vprorq
+ * and vpternlogq make each round's rotates and logic one instruction each.
+ * A lane does the work of one scalar round per instruction, so eight
+ * messages hash about three times as fast as one after another (2.3-2.6
+ * GB/s against 0.8 here); cim_objid.c feeds it.
+ *
+ * CIMFS_SHA512=portable or =avx2 in the environment forces that path (and
+ * one message at a time), so the tests can cover every path on one
+ * machine. */
 #include "cim_sha512.h"
 
 #include <stdlib.h>
@@ -29,6 +38,15 @@
 /* MSVC compiles AVX2 intrinsics anywhere; it needs no target attribute. */
 #define CIM_SHA512_X86 1
 #define CIM_TARGET_AVX2
+#endif
+
+/* The eight-lane path, likewise; clang-cl again only when compiling for it. */
+#if defined(CIM_SHA512_X86) && !defined(_MSC_VER)
+#define CIM_SHA512_LANES8 1
+#define CIM_TARGET_AVX512 __attribute__((target("avx512f,avx512bw")))
+#elif defined(CIM_SHA512_X86) && (!defined(__clang__) || (defined(__AVX512F__) && defined(__AVX512BW__)))
+#define CIM_SHA512_LANES8 1
+#define CIM_TARGET_AVX512
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -49,7 +67,7 @@
 #endif
 #endif
 
-enum { IMPL_UNKNOWN, IMPL_PORTABLE, IMPL_AVX2 };
+enum { IMPL_UNKNOWN, IMPL_PORTABLE, IMPL_AVX2, IMPL_AVX512 };
 
 /* The round constants K[t], each pair twice (K[2m], K[2m+1], K[2m], K[2m+1])
  * so that the two-block AVX2 code adds them with one 32-byte load; K[t] is
@@ -255,6 +273,105 @@ static CIM_TARGET_AVX2 void blocks_avx2(uint64_t s[8], const uint8_t *p, size_t 
 
 #endif /* CIM_SHA512_X86 */
 
+/* ---- x86-64: eight messages in the lanes of AVX-512 registers ------------ */
+#if defined(CIM_SHA512_LANES8)
+
+/* Vector a..h and w[] hold one message per 64-bit lane; these are the
+ * scalar macros above with an instruction each for a rotate (vprorq) and a
+ * three-input logic function (vpternlogq: 0x96 is x^y^z, 0xca x?y:z, 0xe8
+ * majority). */
+#define ZADD _mm512_add_epi64
+#define ZROR(x, n) _mm512_ror_epi64(x, n)
+#define ZXOR3(x, y, z) _mm512_ternarylogic_epi64(x, y, z, 0x96)
+#define ZS0(x) ZXOR3(ZROR(x, 28), ZROR(x, 34), ZROR(x, 39))
+#define ZS1(x) ZXOR3(ZROR(x, 14), ZROR(x, 18), ZROR(x, 41))
+#define ZG0(x) ZXOR3(ZROR(x, 1), ZROR(x, 8), _mm512_srli_epi64(x, 7))
+#define ZG1(x) ZXOR3(ZROR(x, 19), ZROR(x, 61), _mm512_srli_epi64(x, 6))
+#define ZCH(e, f, g) _mm512_ternarylogic_epi64(e, f, g, 0xca)
+#define ZMAJ(a, b, c) _mm512_ternarylogic_epi64(a, b, c, 0xe8)
+
+#define ZROUND(a, b, c, d, e, f, g, h, wk)                              \
+    do {                                                                \
+        __m512i t1 = ZADD(ZADD(h, wk), ZADD(ZCH(e, f, g), ZS1(e)));     \
+        d = ZADD(d, t1);                                                \
+        h = ZADD(t1, ZADD(ZS0(a), ZMAJ(a, b, c)));                      \
+    } while (0)
+
+#define ZROUNDS8(wk, i)                                                 \
+    do {                                                                \
+        ZROUND(a, b, c, d, e, f, g, h, wk(i + 0));                      \
+        ZROUND(h, a, b, c, d, e, f, g, wk(i + 1));                      \
+        ZROUND(g, h, a, b, c, d, e, f, wk(i + 2));                      \
+        ZROUND(f, g, h, a, b, c, d, e, wk(i + 3));                      \
+        ZROUND(e, f, g, h, a, b, c, d, wk(i + 4));                      \
+        ZROUND(d, e, f, g, h, a, b, c, wk(i + 5));                      \
+        ZROUND(c, d, e, f, g, h, a, b, wk(i + 6));                      \
+        ZROUND(b, c, d, e, f, g, h, a, wk(i + 7));                      \
+    } while (0)
+
+/* As PW/PK above, sixteen rounds unrolled so that every index is a constant
+ * and w[] stays in registers (16 of the 32 zmm). */
+#define ZK(j) _mm512_set1_epi64((long long)PK(j))
+#define ZWK0(j) ZADD(ZK(j), w[j])
+#define ZW(j)                                                                                   \
+    (w[(j) & 15] = ZADD(ZADD(w[(j) & 15], ZG1(w[((j) + 14) & 15])),                             \
+                        ZADD(w[((j) + 9) & 15], ZG0(w[((j) + 1) & 15]))))
+#define ZWK(j) ZADD(ZK(j), ZW(j))
+
+/* What an idle lane (p[l] NULL) reads and computes, thrown away. */
+static const uint8_t idle_block[128];
+
+/* n blocks of each message p[l] (NULL: lane idle) into state s[l].  The
+ * message words are gathered (a lane's address plus the word's offset, so a
+ * NULL base) and byte-swapped; the states are transposed in and out once
+ * per call, not per block. */
+static CIM_TARGET_AVX512 void blocks_lanes8(uint64_t *const s[8], const uint8_t *const p[8], size_t n)
+{
+    const __m512i bswap = _mm512_set_epi64(0x08090a0b0c0d0e0fLL, 0x0001020304050607LL, 0x08090a0b0c0d0e0fLL,
+                                           0x0001020304050607LL, 0x08090a0b0c0d0e0fLL, 0x0001020304050607LL,
+                                           0x08090a0b0c0d0e0fLL, 0x0001020304050607LL);
+    uint64_t st[8][8], addr[8], step[8];
+    __m512i a, b, c, d, e, f, g, h, ad, stepv;
+    int l, i;
+    for (l = 0; l < 8; l++) {
+        for (i = 0; i < 8; i++) st[i][l] = p[l] ? s[l][i] : 0;
+        addr[l] = (uint64_t)(uintptr_t)(p[l] ? p[l] : idle_block);
+        step[l] = p[l] ? 128 : 0;
+    }
+    a = _mm512_loadu_si512(st[0]); b = _mm512_loadu_si512(st[1]);
+    c = _mm512_loadu_si512(st[2]); d = _mm512_loadu_si512(st[3]);
+    e = _mm512_loadu_si512(st[4]); f = _mm512_loadu_si512(st[5]);
+    g = _mm512_loadu_si512(st[6]); h = _mm512_loadu_si512(st[7]);
+    ad = _mm512_loadu_si512(addr);
+    stepv = _mm512_loadu_si512(step);
+    for (; n; n--) {
+        __m512i w[16];
+        const __m512i a0 = a, b0 = b, c0 = c, d0 = d, e0 = e, f0 = f, g0 = g, h0 = h;
+        const uint64_t *kp = K4;
+        for (i = 0; i < 16; i++)
+            w[i] = _mm512_shuffle_epi8(_mm512_i64gather_epi64(ZADD(ad, _mm512_set1_epi64(8 * i)), NULL, 1), bswap);
+        ZROUNDS8(ZWK0, 0);
+        ZROUNDS8(ZWK0, 8);
+        for (i = 16; i < 80; i += 16) {
+            kp = &K2(i);
+            ZROUNDS8(ZWK, 0);
+            ZROUNDS8(ZWK, 8);
+        }
+        a = ZADD(a, a0); b = ZADD(b, b0); c = ZADD(c, c0); d = ZADD(d, d0);
+        e = ZADD(e, e0); f = ZADD(f, f0); g = ZADD(g, g0); h = ZADD(h, h0);
+        ad = ZADD(ad, stepv);
+    }
+    _mm512_storeu_si512(st[0], a); _mm512_storeu_si512(st[1], b);
+    _mm512_storeu_si512(st[2], c); _mm512_storeu_si512(st[3], d);
+    _mm512_storeu_si512(st[4], e); _mm512_storeu_si512(st[5], f);
+    _mm512_storeu_si512(st[6], g); _mm512_storeu_si512(st[7], h);
+    for (l = 0; l < 8; l++)
+        if (p[l])
+            for (i = 0; i < 8; i++) s[l][i] = st[i][l];
+}
+
+#endif /* CIM_SHA512_LANES8 */
+
 /* ---- run-time dispatch --------------------------------------------------- */
 
 typedef void (*blocks_fn)(uint64_t s[8], const uint8_t *p, size_t n);
@@ -289,12 +406,31 @@ static int cpu_has_avx2(void)
     __cpuidex(r, 7, 0);
     return (r[1] & (1 << 5)) && (r[1] & (1 << 8));          /* AVX2, BMI2 */
 }
+
+/* AVX-512 F and BW (cpuid leaf 7), and the OS saving the opmask and zmm
+ * registers (XCR0 bits 5-7) as well as the ymm ones. */
+#if defined(__clang__)
+__attribute__((target("xsave")))
+#endif
+static int cpu_has_avx512(void)
+{
+    int r[4];
+    if (!cpu_has_avx2()) return 0;
+    if ((_xgetbv(0) & 0xe6) != 0xe6) return 0;
+    __cpuidex(r, 7, 0);
+    return (r[1] & (1 << 16)) && (r[1] & (1 << 30));        /* AVX512F, AVX512BW */
+}
 #elif defined(CIM_SHA512_X86)
 /* libgcc's checks include the OS's ymm support (xgetbv). */
 static int cpu_has_avx2(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+}
+
+static int cpu_has_avx512(void)
+{
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
 #endif
 
@@ -310,6 +446,9 @@ static int choose_impl(void)
 #pragma warning(pop)
 #endif
     if (force && strcmp(force, "portable") == 0) return IMPL_PORTABLE;
+#if defined(CIM_SHA512_LANES8)
+    if (!(force && strcmp(force, "avx2") == 0) && cpu_has_avx512()) return IMPL_AVX512;
+#endif
 #if defined(CIM_SHA512_X86)
     if (cpu_has_avx2()) return IMPL_AVX2;
 #endif
@@ -329,12 +468,33 @@ static int current_impl(void)
 static blocks_fn current_blocks(void)
 {
 #if defined(CIM_SHA512_X86)
-    if (current_impl() == IMPL_AVX2) return blocks_avx2;
+    if (current_impl() >= IMPL_AVX2) return blocks_avx2; /* one message: the same with AVX-512 */
 #endif
     return blocks_portable;
 }
 
-const char *cim_sha512_impl(void) { return current_impl() == IMPL_AVX2 ? "avx2" : "portable"; }
+const char *cim_sha512_impl(void)
+{
+    static const char *const names[] = {"portable", "portable", "avx2", "avx512"};
+    return names[current_impl()];
+}
+
+unsigned cim_sha512_lanes(void) { return current_impl() == IMPL_AVX512 ? 8 : 1; }
+
+void cim_sha512_blocks(uint64_t state[8], const uint8_t *p, size_t nblocks) { current_blocks()(state, p, nblocks); }
+
+void cim_sha512_blocks_lanes(uint64_t *const state[8], const uint8_t *const p[8], size_t nblocks)
+{
+    unsigned l;
+#if defined(CIM_SHA512_LANES8)
+    if (current_impl() == IMPL_AVX512) {
+        blocks_lanes8(state, p, nblocks);
+        return;
+    }
+#endif
+    for (l = 0; l < 8; l++)
+        if (p[l]) current_blocks()(state[l], p[l], nblocks);
+}
 
 /* ---- streaming interface ------------------------------------------------ */
 
