@@ -111,6 +111,7 @@ int cim_defer_enabled(cim_image *img)
             q->workers[q->nworkers] = cim_thread_start(worker_main, q);
             if (q->workers[q->nworkers]) q->nworkers++;
         }
+    if (q->nworkers) cim_writer_start(img);
     if (!q->nworkers) { /* no threads here: stay synchronous */
         cim_cond_free(q->changed);
         cim_mutex_free(q->lock);

@@ -109,6 +109,7 @@ static void destroy(cim_image *img)
 {
     int i;
     int committed = img->state == CIM_STATE_COMMITTED;
+    (void)cim_writer_stop(img); /* before the region files it writes are closed */
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
         if (committed) img->regions[i].renamed = 0; /* published: keep the final files */
         cim_region_discard(&img->regions[i]);
@@ -334,6 +335,9 @@ HRESULT cim_portable_set_writer_threads(CIMFS_IMAGE_HANDLE h, uint32_t threads)
     if (hr >= 0) {
         cim_defer_drain(img);
         cim_defer_free(img); /* started again, with the new count, by the next stream that can use it */
+        hr = cim_writer_stop(img); /* likewise */
+        if (hr < 0 && img->io_error >= 0) img->io_error = hr; /* the commit reports it */
+        hr = CIMFS_S_OK;
         img->threads = threads;
     }
     if (hr >= 0 && threads == 1) {
@@ -353,7 +357,10 @@ HRESULT cim_portable_commit_image(CIMFS_IMAGE_HANDLE h)
     hr = check_open(img);
     if (hr >= 0) cim_defer_drain(img);
     if (hr >= 0) {
+        HRESULT writer_hr;
         hr = img->io_error < 0 ? img->io_error : cim_commit(img);
+        writer_hr = cim_writer_stop(img); /* idle after a commit; after a failure, before the discard */
+        if (hr >= 0 && writer_hr < 0) hr = writer_hr;
         if (hr < 0) {
             /* Remove what this commit wrote; an older image stays as it was. */
             for (i = 0; i < CIM_REGIONS_PER_SET; i++) cim_region_discard(&img->regions[i]);

@@ -131,8 +131,11 @@ typedef struct cim_objid {
     uint64_t offset;            /* byte offset in the region file */
 } cim_objid;
 
+typedef struct cim_writer cim_writer;
+
 typedef struct cim_region {
     cim_file *file;
+    cim_writer *writer;         /* writes the full buffers on a helper thread; NULL: the caller does */
     cim_nchar *tmp_path, *final_path;
     cim_nchar *objid_tmp_path, *objid_final_path;
     uint64_t end;               /* logical size of the region */
@@ -170,6 +173,10 @@ typedef struct cim_dedup {
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
                         uint32_t global_index, uint8_t type);
 HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
+/* As cim_region_write for a malloc'ed buffer the caller is done with: with a
+ * writer, a large one goes to it as it is (*taken set, the writer frees it)
+ * instead of being copied or written on this thread. */
+HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t n, int *taken);
 HRESULT cim_region_zeros(cim_region *r, uint64_t n);
 HRESULT cim_region_align(cim_region *r, uint64_t alignment);
 void cim_region_rewind(cim_region *r, uint64_t to);
@@ -272,6 +279,7 @@ typedef struct cim_image {
     uint32_t threads;           /* CimfsSetWriterThreads: 1 = the caller's thread only, 0 = default */
     cim_offload *offload;       /* created on the first large stream unless threads == 1 */
     cim_defer *defer;           /* helper threads hashing closed streams; NULL: none yet */
+    cim_writer *writer;         /* writes region buffers; started with `defer`, NULL: none */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;
@@ -292,8 +300,20 @@ HRESULT cim_stream_finish(cim_image *img);
 /* Drops the open stream's data (it reads as zeros) without writing anything. */
 void cim_stream_abort(cim_image *img);
 /* A deferred stream's region effects, now that its digest is known; or, after a failure, none. */
-HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *s, const uint8_t *digest);
+HRESULT cim_stream_place(cim_image *img, cim_deferred_stream *s, const uint8_t *digest); /* may take s->bytes */
 void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *s);
+
+/* cim_writer.c: region writes on a helper thread.  submit takes over
+ * `bytes` (freed once written, or at once after a failure); wait returns
+ * once everything submitted is written, with the first failure; stop also
+ * ends the thread and detaches it from the regions. */
+cim_writer *cim_writer_new(void);
+HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t length, uint64_t offset,
+                          uint64_t writeback_from, uint64_t writeback_length);
+HRESULT cim_writer_wait(cim_writer *w);
+HRESULT cim_writer_free(cim_writer *w);
+void cim_writer_start(cim_image *img);            /* unless threads == 1; without threads, no-op */
+HRESULT cim_writer_stop(cim_image *img);
 
 /* cim_defer.c */
 int cim_defer_enabled(cim_image *img);           /* starts the helpers if the image may use them */

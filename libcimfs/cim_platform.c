@@ -56,8 +56,7 @@ uint32_t CimfsTestFaultCount(uint32_t ops)
     return n;
 }
 
-/* Returns the injected error for this operation, or S_OK to proceed. */
-static HRESULT fault_check(uint32_t op)
+static HRESULT fault_check_locked(uint32_t op)
 {
     if (g_fault.crashed) return g_fault.hr;
     for (int i = 0; i < 6; i++)
@@ -72,8 +71,26 @@ static HRESULT fault_check(uint32_t op)
     return g_fault.hr;
 }
 
+/* Returns the injected error for this operation, or S_OK to proceed.  Locked:
+ * the region writer thread (cim_writer.c) writes while the caller works. */
+static HRESULT fault_check(uint32_t op)
+{
+    HRESULT hr;
+    cim_global_lock();
+    hr = fault_check_locked(op);
+    cim_global_unlock();
+    return hr;
+}
+
 /* Cleanup operations (unlink, close) only fail after a simulated crash. */
-static int crashed(void) { return g_fault.crashed; }
+static int crashed(void)
+{
+    int c;
+    cim_global_lock();
+    c = g_fault.crashed;
+    cim_global_unlock();
+    return c;
+}
 
 /* ======================================================================== */
 #ifndef _WIN32

@@ -4,7 +4,8 @@
  *
  * A region is written under a temporary name through a write-behind buffer;
  * the open stream always sits at the region's tail, so dropping a stream that
- * turned out to be a duplicate is just moving the end back (rewind).
+ * turned out to be a duplicate is just moving the end back (rewind).  With a
+ * writer (cim_writer.c) full buffers are written on its thread.
  */
 #include "cim_internal.h"
 
@@ -81,23 +82,45 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
     return cim_region_write(r, hdr, sizeof hdr);
 }
 
-/* [buf_start, buf_start + n) was written to the file. */
-static void written(cim_region *r, size_t n)
+/* Writes p[0..n) at buf_start, on the writer's thread when `owned` (p is
+ * then the writer's), else here; then starts writeback every step. */
+static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned)
 {
-    r->buf_start += n;
-    if (r->buf_start - r->writeback_from >= CIM_WRITEBACK_STEP) {
-        cim_file_start_writeback(r->file, r->writeback_from, r->buf_start - r->writeback_from);
-        r->writeback_from = r->buf_start;
+    uint64_t end = r->buf_start + n, wb_from = 0, wb_len = 0;
+    HRESULT hr;
+    if (end - r->writeback_from >= CIM_WRITEBACK_STEP) {
+        wb_from = r->writeback_from;
+        wb_len = end - wb_from;
+        r->writeback_from = end;
     }
+    if (owned) {
+        hr = cim_writer_submit(r->writer, r->file, owned, n, r->buf_start, wb_from, wb_len);
+    } else {
+        if (r->writer) hr = cim_writer_wait(r->writer); /* queued bytes first */
+        else hr = CIMFS_S_OK;
+        if (hr >= 0) hr = cim_file_pwrite(r->file, p, n, r->buf_start);
+        if (hr >= 0 && wb_len) cim_file_start_writeback(r->file, wb_from, wb_len);
+    }
+    if (hr < 0) return hr;
+    r->buf_start = end;
+    return CIMFS_S_OK;
 }
 
 static HRESULT flush(cim_region *r)
 {
     HRESULT hr;
+    uint8_t *fresh;
     if (r->buf_len == 0) return CIMFS_S_OK;
-    hr = cim_file_pwrite(r->file, r->buf, r->buf_len, r->buf_start);
+    /* With a writer, the full buffer goes to it and a fresh one takes its place. */
+    fresh = r->writer ? (uint8_t *)malloc(r->buf_cap) : NULL;
+    if (fresh) {
+        uint8_t *full = r->buf;
+        r->buf = fresh;
+        hr = put(r, full, r->buf_len, full);
+    } else {
+        hr = put(r, r->buf, r->buf_len, NULL);
+    }
     if (hr < 0) return hr;
-    written(r, r->buf_len);
     r->buf_len = 0;
     return CIMFS_S_OK;
 }
@@ -111,15 +134,29 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
         hr = flush(r);
         if (hr < 0) return hr;
         if (n >= r->buf_cap) { /* large writes bypass the buffer */
-            hr = cim_file_pwrite(r->file, src, n, r->buf_start);
+            hr = put(r, src, n, NULL);
             if (hr < 0) return hr;
-            written(r, n);
             r->end += n;
             return CIMFS_S_OK;
         }
     }
     memcpy(r->buf + r->buf_len, src, n);
     r->buf_len += n;
+    r->end += n;
+    return CIMFS_S_OK;
+}
+
+HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t n, int *taken)
+{
+    HRESULT hr;
+    *taken = 0;
+    if (!r->writer || n < r->buf_cap) return cim_region_write(r, p, n);
+    if (r->end + n > CIM_OFFSET_MASK) return CIMFS_HR_DISK_FULL;
+    hr = flush(r);
+    if (hr < 0) return hr;
+    *taken = 1;
+    hr = put(r, p, n, p);
+    if (hr < 0) return hr;
     r->end += n;
     return CIMFS_S_OK;
 }
@@ -163,6 +200,7 @@ HRESULT cim_region_finish(cim_region *r, uint32_t major)
         if (hr < 0) return hr;
     }
     hr = flush(r);
+    if (hr >= 0 && r->writer) hr = cim_writer_wait(r->writer); /* before the stamp, truncate and fsync */
     if (hr < 0) return hr;
     {
         uint8_t version[4];

@@ -295,16 +295,18 @@ static HRESULT record_placed(cim_image *img, cim_node *node, cim_ads *ads, const
     return hr;
 }
 
-HRESULT cim_stream_place(cim_image *img, const cim_deferred_stream *d, const uint8_t *digest)
+HRESULT cim_stream_place(cim_image *img, cim_deferred_stream *d, const uint8_t *digest)
 {
     cim_region *r = &img->regions[d->large ? CIM_RT_DATA : CIM_RT_SMALL_DATA];
     uint64_t data_offset = cim_dedup_lookup(img, d->length, digest);
     HRESULT hr = CIMFS_S_OK;
     if (!data_offset) { /* new content: aligned as the writer aligns every object */
         uint64_t start;
+        int taken = 0;
         hr = cim_region_align(r, d->large ? CIM_PAGE : 8);
         start = r->end;
-        if (hr >= 0) hr = cim_region_write(r, d->bytes, (size_t)d->length);
+        if (hr >= 0) hr = cim_region_write_owned(r, d->bytes, (size_t)d->length, &taken);
+        if (taken) d->bytes = NULL; /* the region writer's now */
         if (hr >= 0) hr = cim_dedup_remember(img, r, d->length, digest, start);
         if (hr < 0) return hr;
         data_offset = CIM_OFFSET(r->global_index, start);
