@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sanitizer step: the C core under AddressSanitizer + UndefinedBehaviorSanitizer.
 #   1. tests/c/leak_check.c: every API path from C, with LeakSanitizer on;
-#      tests/c/sha512_check.c: each SHA-512 code path (portable, AVX2);
+#      tests/c/sha512_check.c: each SHA-512 code path (portable, AVX2, AVX-512 lanes);
+#      tests/c/bufpool_check.c: the recycled buffers' size classes;
 #      tests/c/defer_stress.c: streams hashed on helper threads (TSan and ASan);
 #      tests/c/fuzz_pe.c: the PE layout planner fed mutated headers;
 #   2. the whole pytest suite against an extension built with the sanitizers
@@ -23,6 +24,9 @@ ASAN_OPTIONS=detect_leaks=1 "$WORK/leak_check" "$WORK/images"
 echo "== sanitizers: SHA-512, every code path against the portable one and known digests"
 $CC -std=c99 $SAN -Wall -Wextra -Ilibcimfs tests/c/sha512_check.c -o "$WORK/sha512_check"
 "$WORK/sha512_check"
+echo "== sanitizers: recycled buffers (cim_bufpool.c)"
+$CC -std=c11 $SAN -Wall -Wextra -Ilibcimfs tests/c/bufpool_check.c libcimfs/cim_bufpool.c libcimfs/cim_platform.c -lpthread -o "$WORK/bufpool_check"
+ASAN_OPTIONS=detect_leaks=1 "$WORK/bufpool_check"
 echo "== sanitizers: queued streams (cim_defer.c) under ThreadSanitizer, then ASan: byte-identical to one thread"
 $CC -std=c11 -fsanitize=thread -g -O1 -Wall -Ilibcimfs tests/c/defer_stress.c libcimfs/*.c -lpthread -o "$WORK/defer_tsan"
 mkdir "$WORK/tsan" && "$WORK/defer_tsan" "$WORK/tsan" 1000

@@ -123,10 +123,10 @@ int cim_defer_enabled(cim_image *img)
     return 1;
 }
 
-static void free_item(cim_deferred *d)
+static void free_item(cim_image *img, cim_deferred *d)
 {
     if (d->kind == ITEM_STREAM) {
-        free(d->s.bytes);
+        cim_bufpool_put(img->pool, d->s.bytes, d->s.bytes_cap);
         free(d->s.pe);
     }
     free(d);
@@ -145,7 +145,7 @@ void cim_defer_free(cim_image *img)
     while (q->head) {
         cim_deferred *d = q->head;
         q->head = d->next;
-        free_item(d);
+        free_item(img, d);
     }
     cim_cond_free(q->changed);
     cim_mutex_free(q->lock);
@@ -192,7 +192,7 @@ static void settle(cim_image *img, uint64_t keep)
         q->items--;
         cim_mutex_unlock(q->lock);
         place_item(img, d);
-        free_item(d);
+        free_item(img, d);
         cim_mutex_lock(q->lock);
     }
     cim_mutex_unlock(q->lock);

@@ -120,6 +120,7 @@ static void destroy(cim_image *img)
     free(img->stream.probe);
     free(img->stream.buf);
     cim_offload_free(img->offload);
+    cim_bufpool_free(img->pool); /* after everything that puts buffers back */
     if (img->parent_files)
         for (i = 0; i < (int)img->parent_region_count; i++) cim_file_close(img->parent_files[i]);
     free(img->parent_files);
@@ -280,6 +281,7 @@ HRESULT cim_portable_create_image(PCWSTR dir, CIM_CREATE_IMAGE_FLAGS flags, PCWS
         hr = CIMFS_HR_NOT_SUPPORTED; /* the format addresses at most 65536 regions */
         goto fail;
     }
+    img->pool = cim_bufpool_new(); /* NULL: plain malloc and free */
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
         hr = cim_region_open(&img->regions[i], img->dir, img->guid_text, (uint16_t)i,
                              img->parent_region_count + (uint32_t)i, (uint8_t)i);

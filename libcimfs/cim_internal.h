@@ -132,10 +132,12 @@ typedef struct cim_objid {
 } cim_objid;
 
 typedef struct cim_writer cim_writer;
+typedef struct cim_bufpool cim_bufpool;
 
 typedef struct cim_region {
     cim_file *file;
     cim_writer *writer;         /* writes the full buffers on a helper thread; NULL: the caller does */
+    cim_bufpool *pool;          /* where fresh buffers come from while there is a writer */
     cim_nchar *tmp_path, *final_path;
     cim_nchar *objid_tmp_path, *objid_final_path;
     uint64_t end;               /* logical size of the region */
@@ -176,7 +178,7 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
 /* As cim_region_write for a malloc'ed buffer the caller is done with: with a
  * writer, a large one goes to it as it is (*taken set, the writer frees it)
  * instead of being copied or written on this thread. */
-HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t n, int *taken);
+HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t cap, size_t n, int *taken);
 HRESULT cim_region_zeros(cim_region *r, uint64_t n);
 HRESULT cim_region_align(cim_region *r, uint64_t alignment);
 void cim_region_rewind(cim_region *r, uint64_t to);
@@ -213,6 +215,7 @@ typedef struct cim_deferred_stream {
     cim_ads *ads;               /* or NULL for the primary stream */
     int large;                  /* data region (else small-data region) */
     uint8_t *bytes;             /* the stored bytes (PE layout applied), owned */
+    size_t bytes_cap;           /* their buffer's size, for cim_bufpool_put */
     uint64_t length;            /* how many */
     uint64_t capacity;          /* the stream's logical length */
     cim_pe_layout *pe;          /* owned copy for a PE-image stream, else NULL */
@@ -280,6 +283,7 @@ typedef struct cim_image {
     cim_offload *offload;       /* created on the first large stream unless threads == 1 */
     cim_defer *defer;           /* helper threads hashing closed streams; NULL: none yet */
     cim_writer *writer;         /* writes region buffers; started with `defer`, NULL: none */
+    cim_bufpool *pool;          /* buffers of queued streams and regions, used again; NULL: malloc */
     cim_region regions[CIM_REGIONS_PER_SET];
     int regions_open;
     cim_region_set *parent_sets;
@@ -307,13 +311,21 @@ void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *s);
  * `bytes` (freed once written, or at once after a failure); wait returns
  * once everything submitted is written, with the first failure; stop also
  * ends the thread and detaches it from the regions. */
-cim_writer *cim_writer_new(void);
-HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t length, uint64_t offset,
+cim_writer *cim_writer_new(cim_bufpool *pool);
+HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap, size_t length, uint64_t offset,
                           uint64_t writeback_from, uint64_t writeback_length);
 HRESULT cim_writer_wait(cim_writer *w);
 HRESULT cim_writer_free(cim_writer *w);
 void cim_writer_start(cim_image *img);            /* unless threads == 1; without threads, no-op */
 HRESULT cim_writer_stop(cim_image *img);
+
+/* cim_bufpool.c: large buffers used again (thread-safe).  get returns at
+ * least n bytes and their buffer's size in *cap; put takes a buffer from
+ * get, malloc or realloc with its size.  A NULL pool is plain malloc/free. */
+cim_bufpool *cim_bufpool_new(void);
+void cim_bufpool_free(cim_bufpool *p);
+uint8_t *cim_bufpool_get(cim_bufpool *p, size_t n, size_t *cap);
+void cim_bufpool_put(cim_bufpool *p, uint8_t *b, size_t cap);
 
 /* cim_defer.c */
 int cim_defer_enabled(cim_image *img);           /* starts the helpers if the image may use them */

@@ -83,8 +83,9 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
 }
 
 /* Writes p[0..n) at buf_start, on the writer's thread when `owned` (p is
- * then the writer's), else here; then starts writeback every step. */
-static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned)
+ * then the writer's, a buffer of owned_cap bytes), else here; then starts
+ * writeback every step. */
+static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned, size_t owned_cap)
 {
     uint64_t end = r->buf_start + n, wb_from = 0, wb_len = 0;
     HRESULT hr;
@@ -94,7 +95,7 @@ static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned)
         r->writeback_from = end;
     }
     if (owned) {
-        hr = cim_writer_submit(r->writer, r->file, owned, n, r->buf_start, wb_from, wb_len);
+        hr = cim_writer_submit(r->writer, r->file, owned, owned_cap, n, r->buf_start, wb_from, wb_len);
     } else {
         if (r->writer) hr = cim_writer_wait(r->writer); /* queued bytes first */
         else hr = CIMFS_S_OK;
@@ -109,16 +110,19 @@ static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned)
 static HRESULT flush(cim_region *r)
 {
     HRESULT hr;
-    uint8_t *fresh;
+    uint8_t *fresh = NULL;
+    size_t fresh_cap = 0;
     if (r->buf_len == 0) return CIMFS_S_OK;
     /* With a writer, the full buffer goes to it and a fresh one takes its place. */
-    fresh = r->writer ? (uint8_t *)malloc(r->buf_cap) : NULL;
+    if (r->writer) fresh = cim_bufpool_get(r->pool, CIM_REGION_BUFFER, &fresh_cap);
     if (fresh) {
         uint8_t *full = r->buf;
+        size_t full_cap = r->buf_cap;
         r->buf = fresh;
-        hr = put(r, full, r->buf_len, full);
+        r->buf_cap = fresh_cap;
+        hr = put(r, full, r->buf_len, full, full_cap);
     } else {
-        hr = put(r, r->buf, r->buf_len, NULL);
+        hr = put(r, r->buf, r->buf_len, NULL, 0);
     }
     if (hr < 0) return hr;
     r->buf_len = 0;
@@ -134,7 +138,7 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
         hr = flush(r);
         if (hr < 0) return hr;
         if (n >= r->buf_cap) { /* large writes bypass the buffer */
-            hr = put(r, src, n, NULL);
+            hr = put(r, src, n, NULL, 0);
             if (hr < 0) return hr;
             r->end += n;
             return CIMFS_S_OK;
@@ -146,16 +150,16 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
     return CIMFS_S_OK;
 }
 
-HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t n, int *taken)
+HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t cap, size_t n, int *taken)
 {
     HRESULT hr;
     *taken = 0;
-    if (!r->writer || n < r->buf_cap) return cim_region_write(r, p, n);
+    if (!r->writer || n < CIM_REGION_BUFFER) return cim_region_write(r, p, n);
     if (r->end + n > CIM_OFFSET_MASK) return CIMFS_HR_DISK_FULL;
     hr = flush(r);
     if (hr < 0) return hr;
     *taken = 1;
-    hr = put(r, p, n, p);
+    hr = put(r, p, n, p, cap);
     if (hr < 0) return hr;
     r->end += n;
     return CIMFS_S_OK;

@@ -54,9 +54,8 @@ HRESULT cim_stream_begin(cim_image *img, cim_node *node, cim_ads *ads, uint64_t 
         s->large = large;
         if (s->capacity <= CIM_DEFER_MAX && cim_defer_enabled(img)) {
             /* Hashed and placed later (cim_defer.c): the bytes wait in memory. */
-            s->buf_cap = (size_t)s->capacity;
             s->buf_len = 0;
-            s->buf = (uint8_t *)malloc(s->buf_cap);
+            s->buf = cim_bufpool_get(img->pool, (size_t)s->capacity, &s->buf_cap);
             if (!s->buf) return CIMFS_E_OUTOFMEMORY;
             s->deferred = 1;
         } else {
@@ -225,9 +224,9 @@ static void store(cim_stream_state *s, uint64_t offset, uint64_t len_type)
     store_at(s->node, s->ads, offset, len_type);
 }
 
-static void drop_buffer(cim_stream_state *s)
+static void drop_buffer(cim_image *img, cim_stream_state *s)
 {
-    free(s->buf);
+    cim_bufpool_put(img->pool, s->buf, s->buf_cap);
     s->buf = NULL;
     s->buf_len = s->buf_cap = 0;
 }
@@ -237,7 +236,7 @@ void cim_stream_abort(cim_image *img)
     cim_stream_state *s = &img->stream;
     s->open = 0;
     if (s->is_dir) return;
-    if (s->deferred) drop_buffer(s);
+    if (s->deferred) drop_buffer(img, s);
     else if (s->region) cim_region_rewind(s->region, s->pre_align);
     store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
 }
@@ -258,6 +257,7 @@ static HRESULT defer(cim_image *img)
     d.ads = s->ads;
     d.large = s->large;
     d.bytes = s->buf;
+    d.bytes_cap = s->buf_cap;
     d.length = s->buf_len;
     d.capacity = s->capacity;
     d.pe = NULL;
@@ -305,7 +305,7 @@ HRESULT cim_stream_place(cim_image *img, cim_deferred_stream *d, const uint8_t *
         int taken = 0;
         hr = cim_region_align(r, d->large ? CIM_PAGE : 8);
         start = r->end;
-        if (hr >= 0) hr = cim_region_write_owned(r, d->bytes, (size_t)d->length, &taken);
+        if (hr >= 0) hr = cim_region_write_owned(r, d->bytes, d->bytes_cap, (size_t)d->length, &taken);
         if (taken) d->bytes = NULL; /* the region writer's now */
         if (hr >= 0) hr = cim_dedup_remember(img, r, d->length, digest, start);
         if (hr < 0) return hr;
@@ -375,7 +375,7 @@ HRESULT cim_stream_finish(cim_image *img)
             store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(0, CIM_STREAM_DATA));
         } else if (s->written == 0 && s->sparse_ok) {
             /* A sparse file never written: the whole stream reads as zeros, no data. */
-            if (s->deferred) drop_buffer(s);
+            if (s->deferred) drop_buffer(img, s);
             else cim_region_rewind(s->region, s->pre_align);
             store(s, cim_empty_stream_offset(img), CIM_STREAM_LT(s->capacity, CIM_STREAM_DATA) | CIM_STREAM_SPARSE);
         } else {

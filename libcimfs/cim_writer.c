@@ -24,7 +24,8 @@
 typedef struct write_job {
     struct write_job *next;
     cim_file *file;
-    uint8_t *bytes;             /* owned: freed once written */
+    uint8_t *bytes;             /* owned: back to the pool once written */
+    size_t cap;
     size_t length;
     uint64_t offset;
     uint64_t writeback_from, writeback_length; /* cim_file_start_writeback after the write, if length */
@@ -39,6 +40,7 @@ struct cim_writer {
     int running;                /* the thread is writing a job it took off the queue */
     int quit;
     HRESULT error;              /* the first failure, sticky */
+    cim_bufpool *pool;
 };
 
 static void writer_main(void *arg)
@@ -63,17 +65,18 @@ static void writer_main(void *arg)
         if (hr < 0 && w->error >= 0) w->error = hr;
         w->running = 0;
         w->queued -= j->length;
-        free(j->bytes);
+        cim_bufpool_put(w->pool, j->bytes, j->cap);
         free(j);
         cim_cond_broadcast(w->changed);
     }
     cim_mutex_unlock(w->lock);
 }
 
-cim_writer *cim_writer_new(void)
+cim_writer *cim_writer_new(cim_bufpool *pool)
 {
     cim_writer *w = (cim_writer *)calloc(1, sizeof *w);
     if (!w) return NULL;
+    w->pool = pool;
     w->lock = cim_mutex_new();
     w->changed = cim_cond_new();
     if (w->lock && w->changed) w->thread = cim_thread_start(writer_main, w);
@@ -84,18 +87,19 @@ cim_writer *cim_writer_new(void)
     return NULL;
 }
 
-HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t length, uint64_t offset,
+HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap, size_t length, uint64_t offset,
                           uint64_t writeback_from, uint64_t writeback_length)
 {
     HRESULT hr;
     write_job *j = (write_job *)malloc(sizeof *j);
     if (!j) {
-        free(bytes);
+        cim_bufpool_put(w->pool, bytes, cap);
         return CIMFS_E_OUTOFMEMORY;
     }
     j->next = NULL;
     j->file = f;
     j->bytes = bytes;
+    j->cap = cap;
     j->length = length;
     j->offset = offset;
     j->writeback_from = writeback_from;
@@ -113,7 +117,7 @@ HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t len
     }
     cim_mutex_unlock(w->lock);
     if (hr < 0) {
-        free(bytes);
+        cim_bufpool_put(w->pool, bytes, cap);
         free(j);
     }
     return hr;
@@ -150,8 +154,11 @@ void cim_writer_start(cim_image *img)
 {
     int i;
     if (img->writer || img->threads == 1) return;
-    img->writer = cim_writer_new(); /* NULL: the caller writes, as with threads 1 */
-    for (i = 0; i < CIM_REGIONS_PER_SET; i++) img->regions[i].writer = img->writer;
+    img->writer = cim_writer_new(img->pool); /* NULL: the caller writes, as with threads 1 */
+    for (i = 0; i < CIM_REGIONS_PER_SET; i++) {
+        img->regions[i].writer = img->writer;
+        img->regions[i].pool = img->pool;
+    }
 }
 
 HRESULT cim_writer_stop(cim_image *img)
@@ -162,5 +169,6 @@ HRESULT cim_writer_stop(cim_image *img)
     hr = cim_writer_free(img->writer);
     img->writer = NULL;
     for (i = 0; i < CIM_REGIONS_PER_SET; i++) img->regions[i].writer = NULL;
+    /* regions[i].pool stays: their buffers may have come from it, and it outlives them */
     return hr;
 }
