@@ -46,6 +46,7 @@ struct cim_defer {
     cim_deferred *hash_head, *hash_tail;
     uint64_t bytes;
     uint32_t items;
+    unsigned waiting;            /* callers waiting for a claimed stream's digest */
     int quit;
 };
 
@@ -66,7 +67,10 @@ static void hash_oldest(cim_defer *q)
 
 /* A helper claims the oldest unclaimed streams, as many as its hashing
  * lanes take (eight with AVX-512, see cim_objid.h), and hashes them side by
- * side, filling a lane again as soon as its stream is done. */
+ * side, filling a lane again as soon as its stream is done.  With too few
+ * streams to fill the lanes well it waits for more, unless the caller waits
+ * for one of them (a drain, or a full queue): when the source is the slow
+ * part (decompression), the CPU that saves goes to it. */
 static void worker_main(void *arg)
 {
     cim_defer *q = (cim_defer *)arg;
@@ -76,14 +80,17 @@ static void worker_main(void *arg)
     cim_objid_lanes_init(&lanes);
     cim_mutex_lock(q->lock);
     for (;;) {
-        while (!q->quit && !q->hash_head && !lanes.busy) cim_cond_wait(q->changed, q->lock);
-        if (q->quit) break;
         while (q->hash_head && cim_objid_lanes_room(&lanes)) {
             cim_deferred *d = q->hash_head;
             q->hash_head = d->hnext;
             if (!q->hash_head) q->hash_tail = NULL;
             d->hash_state = HASH_RUNNING;
             cim_objid_lanes_add(&lanes, d->s.bytes, (size_t)d->s.length, d->digest, d);
+        }
+        if (q->quit) break;
+        if (!lanes.busy || (!cim_objid_lanes_efficient(&lanes) && !q->waiting)) {
+            cim_cond_wait(q->changed, q->lock);
+            continue;
         }
         cim_mutex_unlock(q->lock);
         ndone = cim_objid_lanes_run(&lanes, done);
@@ -182,7 +189,10 @@ static void settle(cim_image *img, uint64_t keep)
             if (d->hash_state == HASH_WAITING) { /* d heads the unclaimed streams too: hash it here */
                 hash_oldest(q);
             } else {
+                q->waiting++;
+                cim_cond_broadcast(q->changed); /* a helper waiting for fuller lanes: go on */
                 cim_cond_wait(q->changed, q->lock);
+                q->waiting--;
             }
             continue;
         }

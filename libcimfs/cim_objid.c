@@ -44,6 +44,11 @@ void cim_objid_lanes_init(cim_objid_lanes *m)
 
 int cim_objid_lanes_room(const cim_objid_lanes *m) { return m->busy < m->width; }
 
+int cim_objid_lanes_efficient(const cim_objid_lanes *m)
+{
+    return m->busy >= (m->width == 8 ? LANES_MIN_VECTOR : 1);
+}
+
 void cim_objid_lanes_add(cim_objid_lanes *m, const void *data, size_t len, uint8_t digest[CIM_DIGEST_SIZE], void *tag)
 {
     unsigned l = 0;
