@@ -122,7 +122,9 @@ def gzip_floors(layer: str):
 
 
 def cimfs_command(python: str, layer: str, out: str, threads=None):
-    cmd = [python, "-c", "import _cimfs_launcher; _cimfs_launcher.main()", "build", "--layer", "-q", layer, out]
+    # sys.exit: a failed build must fail the benchmark, not be timed as a fast one
+    cmd = [python, "-c", "import sys, _cimfs_launcher; sys.exit(_cimfs_launcher.main())", "build", "--layer", "-q",
+           layer, out]
     if threads is not None:
         cmd[-2:-2] = ["--threads", str(threads)]
     return cmd
