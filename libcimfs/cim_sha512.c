@@ -121,17 +121,19 @@ static CIM_ALIGN32_PRE const uint64_t K4[160] CIM_ALIGN32_POST = {
         h = t1 + S0(a) + MAJ(a, b, c);                 \
     } while (0)
 
-#define ROUNDS8(wk, i)                                 \
+/* Eight rounds of round macro R (ROUND here, ZROUND for eight lanes). */
+#define ROUNDS8_OF(R, wk, i)                           \
     do {                                               \
-        ROUND(a, b, c, d, e, f, g, h, wk(i + 0));      \
-        ROUND(h, a, b, c, d, e, f, g, wk(i + 1));      \
-        ROUND(g, h, a, b, c, d, e, f, wk(i + 2));      \
-        ROUND(f, g, h, a, b, c, d, e, wk(i + 3));      \
-        ROUND(e, f, g, h, a, b, c, d, wk(i + 4));      \
-        ROUND(d, e, f, g, h, a, b, c, wk(i + 5));      \
-        ROUND(c, d, e, f, g, h, a, b, wk(i + 6));      \
-        ROUND(b, c, d, e, f, g, h, a, wk(i + 7));      \
+        R(a, b, c, d, e, f, g, h, wk(i + 0));          \
+        R(h, a, b, c, d, e, f, g, wk(i + 1));          \
+        R(g, h, a, b, c, d, e, f, wk(i + 2));          \
+        R(f, g, h, a, b, c, d, e, wk(i + 3));          \
+        R(e, f, g, h, a, b, c, d, wk(i + 4));          \
+        R(d, e, f, g, h, a, b, c, wk(i + 5));          \
+        R(c, d, e, f, g, h, a, b, wk(i + 6));          \
+        R(b, c, d, e, f, g, h, a, wk(i + 7));          \
     } while (0)
+#define ROUNDS8(wk, i) ROUNDS8_OF(ROUND, wk, i)
 
 /* ---- portable path ------------------------------------------------------ */
 
@@ -297,17 +299,7 @@ static CIM_TARGET_AVX2 void blocks_avx2(uint64_t s[8], const uint8_t *p, size_t 
         h = ZADD(t1, ZADD(ZS0(a), ZMAJ(a, b, c)));                      \
     } while (0)
 
-#define ZROUNDS8(wk, i)                                                 \
-    do {                                                                \
-        ZROUND(a, b, c, d, e, f, g, h, wk(i + 0));                      \
-        ZROUND(h, a, b, c, d, e, f, g, wk(i + 1));                      \
-        ZROUND(g, h, a, b, c, d, e, f, wk(i + 2));                      \
-        ZROUND(f, g, h, a, b, c, d, e, wk(i + 3));                      \
-        ZROUND(e, f, g, h, a, b, c, d, wk(i + 4));                      \
-        ZROUND(d, e, f, g, h, a, b, c, wk(i + 5));                      \
-        ZROUND(c, d, e, f, g, h, a, b, wk(i + 6));                      \
-        ZROUND(b, c, d, e, f, g, h, a, wk(i + 7));                      \
-    } while (0)
+#define ZROUNDS8(wk, i) ROUNDS8_OF(ZROUND, wk, i)
 
 /* As PW/PK above, sixteen rounds unrolled so that every index is a constant
  * and w[] stays in registers (16 of the 32 zmm). */
