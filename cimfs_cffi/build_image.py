@@ -51,8 +51,8 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
     ``expand_pe`` False stores PE files as plain data instead of PE-image streams.  ``backend`` is
     that of :meth:`Image.create` ("auto": Windows' cimfs.dll where present, else the portable writer).
     ``threads`` 1 does everything on the calling thread; by default (None) a tar is decompressed
-    on a helper thread and files are hashed on another while this one writes; N gives the writer
-    N - 1 hashing helpers (README "Speed").  The image is byte-identical whatever it is.
+    on a helper thread, files are hashed on another and written by a third while this one builds;
+    N gives the writer N - 1 hashing helpers (README "Speed").  The image is byte-identical whatever it is.
     ``reproducible``: the same source gives byte-identical image files, names included, on any
     machine and thread count (``CIM_CREATE_IMAGE_CONSISTENT_CIM``: the region-set GUID is a
     digest of the content; a directory's files get their modification time as every time; with

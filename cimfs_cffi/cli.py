@@ -9,6 +9,7 @@ import sys
 from typing import List, Optional, cast
 
 from . import __version__, jsonout, system_backend_available
+from ._cimfs import ffi, lib
 from .build_image import build, build_packages
 from .builder import BuildSummary, Progress
 from .errors import BuildError, CimError
@@ -216,14 +217,15 @@ def add_build_command(command) -> None:
                    help="store executables as plain data, not as PE-image streams laid out for mapping "
                         "(Windows' default, ours too)")
     c.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="1: do everything on one thread; default: decompress and hash on helper threads "
-                        "beside the writes; N: N-1 hashing helpers (the image is the same either way)")
+                   help="1: do everything on one thread; default: decompress, hash and write on helper threads "
+                        "beside the caller; N: N-1 hashing helpers (the image is the same either way)")
     c.add_argument("--reproducible", action="store_true",
                    help="the same source gives byte-identical image files, names included (GUID from the content; "
                         "a directory's times are its files' modification times; SOURCE_DATE_EPOCH clamps them)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     c.add_argument("-v", "--verbose", action="store_true",
-                   help="also say how the source was read (format, decompressor) and which helper threads ran")
+                   help="also say how the source was read (format, decompressor), which helper threads ran and "
+                        "which SHA-512 code hashed")
     c.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (README "
                    "'Machine-readable output'); with --packages, one per package")
 
@@ -244,11 +246,11 @@ def cmd_build(args) -> int:
         print("cimfs: warning: %s" % w, file=sys.stderr)
     if args.verbose:
         helpers = ("none" if args.threads == 1 else
-                   "%d hashing" % (args.threads - 1) if args.threads else "1 hashing") + (
+                   ("%d hashing" % (args.threads - 1) if args.threads else "1 hashing") + ", 1 writing") + (
                    ", 1 decompressing" if summary.input_format.startswith("tar") and args.threads != 1 else "")
-        print("cimfs: %s read as %s; helper threads: %s%s" % (args.source, summary.input_format, helpers,
-                                                            "; reproducible" if args.reproducible else ""),
-              file=sys.stderr)
+        print("cimfs: %s read as %s; helper threads: %s; SHA-512: %s%s" % (
+              args.source, summary.input_format, helpers, ffi.string(lib.CimfsSha512Impl()).decode(),
+              "; reproducible" if args.reproducible else ""), file=sys.stderr)
     if args.json:
         jsonout.emit(jsonout.build_result(summary))
     elif not args.quiet:

@@ -10,6 +10,7 @@ import pytest
 from cimfs_cffi import FileMetadata, Image, open_image, symlink_reparse
 from cimfs_cffi.cli import main
 from cimfs_cffi.extract import safe_link_target
+from conftest import ffi, lib
 from images import BIG, CUSTOM_SD, TEXT, build_rich_image, patch
 
 
@@ -273,7 +274,8 @@ def test_verbose_says_how_the_source_was_read(tmp_path, capsys):
         tar.addfile(t, io.BytesIO(b"a"))
     (tmp_path / "l.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
     code, _, err = run(capsys, "build", "-v", "-q", str(tmp_path / "l.tar.gz"), str(tmp_path / "o" / "l.cim"))
-    assert code == 0 and "read as tar (gzip via " in err and "1 decompressing" in err
+    assert code == 0 and "read as tar (gzip via " in err and "1 decompressing" in err and "1 writing" in err
+    assert ffi.string(lib.CimfsSha512Impl()).decode() in err.split("SHA-512: ")[1]
     code, out, err = run(capsys, "build", "-v", "--threads", "1", "--json", str(tmp_path / "l.tar.gz"),
                          str(tmp_path / "o" / "m.cim"))
     assert "helper threads: none" in err and json.loads(out)["input_format"].startswith("tar (gzip via ")
