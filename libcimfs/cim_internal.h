@@ -175,9 +175,10 @@ typedef struct cim_dedup {
 HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_text, uint16_t local_index,
                         uint32_t global_index, uint8_t type);
 HRESULT cim_region_write(cim_region *r, const void *p, size_t n);
-/* As cim_region_write for a malloc'ed buffer the caller is done with: with a
- * writer, a large one goes to it as it is (*taken set, the writer frees it)
- * instead of being copied or written on this thread. */
+/* As cim_region_write for a buffer of `cap` bytes (from cim_bufpool_get or
+ * malloc) the caller is done with: with a writer, a large one goes to it as
+ * it is (*taken set; the writer gives it to the pool once written) instead
+ * of being copied or written on this thread. */
 HRESULT cim_region_write_owned(cim_region *r, uint8_t *p, size_t cap, size_t n, int *taken);
 HRESULT cim_region_zeros(cim_region *r, uint64_t n);
 HRESULT cim_region_align(cim_region *r, uint64_t alignment);
@@ -308,7 +309,7 @@ HRESULT cim_stream_place(cim_image *img, cim_deferred_stream *s, const uint8_t *
 void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *s);
 
 /* cim_writer.c: region writes on a helper thread.  submit takes over
- * `bytes` (freed once written, or at once after a failure); wait returns
+ * `bytes` (back to the pool once written, or at once after a failure); wait returns
  * once everything submitted is written, with the first failure; stop also
  * ends the thread and detaches it from the regions. */
 cim_writer *cim_writer_new(cim_bufpool *pool);

@@ -47,9 +47,10 @@ typedef struct cim_objid_lanes {
 
 void cim_objid_lanes_init(cim_objid_lanes *m);
 int cim_objid_lanes_room(const cim_objid_lanes *m);
-/* Whether the lanes are full enough to run at their best (on AVX-512: three
- * or more messages; with fewer, each runs on the scalar code at a third of
- * the throughput, which a helper with time to spare should not spend). */
+/* Whether the lanes are full enough to be worth running (on AVX-512: three
+ * or more messages; with fewer they run one at a time on the scalar code,
+ * at a third of the eight-lane throughput, which a helper with time to
+ * spare should not spend). */
 int cim_objid_lanes_efficient(const cim_objid_lanes *m);
 void cim_objid_lanes_add(cim_objid_lanes *m, const void *data, size_t len, uint8_t digest[CIM_DIGEST_SIZE], void *tag);
 /* Hashes until at least one message has its ID or each has had a slice of
