@@ -135,6 +135,20 @@ static CIM_ALIGN32_PRE const uint64_t K4[160] CIM_ALIGN32_POST = {
     } while (0)
 #define ROUNDS8(wk, i) ROUNDS8_OF(ROUND, wk, i)
 
+/* All 80 rounds of a block, sixteen at a time, with R8 an eight-round
+ * macro: wk0 gives W+K of rounds 0-15 (message words as loaded), wk those
+ * after (the schedule extended in place); kp points at K2 of the sixteen. */
+#define ROUNDS80(R8, wk0, wk)                          \
+    do {                                               \
+        R8(wk0, 0);                                    \
+        R8(wk0, 8);                                    \
+        for (i = 16; i < 80; i += 16) {                \
+            kp = &K2(i);                               \
+            R8(wk, 0);                                 \
+            R8(wk, 8);                                 \
+        }                                              \
+    } while (0)
+
 /* ---- portable path ------------------------------------------------------ */
 
 static uint64_t get_be64(const uint8_t *p)
@@ -160,13 +174,7 @@ static void blocks_portable(uint64_t s[8], const uint8_t *p, size_t n)
         const uint64_t *kp = K4;
         int i;
         for (i = 0; i < 16; i++) w[i] = get_be64(p + 8 * i);
-        ROUNDS8(PWK0, 0);
-        ROUNDS8(PWK0, 8);
-        for (i = 16; i < 80; i += 16) {
-            kp = &K2(i);
-            ROUNDS8(PWK, 0);
-            ROUNDS8(PWK, 8);
-        }
+        ROUNDS80(ROUNDS8, PWK0, PWK);
         s[0] += a; s[1] += b; s[2] += c; s[3] += d; s[4] += e; s[5] += f; s[6] += g; s[7] += h;
     }
 }
@@ -342,13 +350,7 @@ static CIM_TARGET_AVX512 void blocks_lanes8(uint64_t *const s[8], const uint8_t 
         const uint64_t *kp = K4;
         for (i = 0; i < 16; i++)
             w[i] = _mm512_shuffle_epi8(_mm512_i64gather_epi64(ZADD(ad, _mm512_set1_epi64(8 * i)), NULL, 1), bswap);
-        ZROUNDS8(ZWK0, 0);
-        ZROUNDS8(ZWK0, 8);
-        for (i = 16; i < 80; i += 16) {
-            kp = &K2(i);
-            ZROUNDS8(ZWK, 0);
-            ZROUNDS8(ZWK, 8);
-        }
+        ROUNDS80(ZROUNDS8, ZWK0, ZWK);
         a = ZADD(a, a0); b = ZADD(b, b0); c = ZADD(c, c0); d = ZADD(d, d0);
         e = ZADD(e, e0); f = ZADD(f, f0); g = ZADD(g, g0); h = ZADD(h, h0);
         ad = ZADD(ad, stepv);
