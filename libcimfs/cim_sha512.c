@@ -16,9 +16,9 @@
  * cim_sha512_blocks_lanes() runs the blocks of eight independent messages
  * side by side, one message per 64-bit lane of zmm registers, where vprorq
  * and vpternlogq make each round's rotates and logic one instruction each.
- * A lane does the work of one scalar round per instruction, so eight
- * messages hash about three times as fast as one after another (2.3-2.6
- * GB/s against 0.8 here); cim_objid.c feeds it.
+ * An instruction does the work of eight scalar ones, so eight messages
+ * hash about three times as fast as one after another (2.0-2.4 GB/s
+ * against 0.8 here, benchmarks/bench_sha512.py); cim_objid.c feeds it.
  *
  * CIMFS_SHA512=portable or =avx2 in the environment forces that path (and
  * one message at a time), so the tests can cover every path on one
