@@ -403,6 +403,7 @@ static int cpu_has_avx2(void)
 
 /* AVX-512 F and BW (cpuid leaf 7), and the OS saving the opmask and zmm
  * registers (XCR0 bits 5-7) as well as the ymm ones. */
+#if defined(CIM_SHA512_LANES8)
 #if defined(__clang__)
 __attribute__((target("xsave")))
 #endif
@@ -414,6 +415,7 @@ static int cpu_has_avx512(void)
     __cpuidex(r, 7, 0);
     return (r[1] & (1 << 16)) && (r[1] & (1 << 30));        /* AVX512F, AVX512BW */
 }
+#endif
 #elif defined(CIM_SHA512_X86)
 /* libgcc's checks include the OS's ymm support (xgetbv). */
 static int cpu_has_avx2(void)
@@ -422,10 +424,12 @@ static int cpu_has_avx2(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 }
 
+#if defined(CIM_SHA512_LANES8)
 static int cpu_has_avx512(void)
 {
     return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
+#endif
 #endif
 
 static int choose_impl(void)
