@@ -50,14 +50,22 @@ struct cim_defer {
     int quit;
 };
 
-/* Claims the oldest stream no thread has claimed and hashes it; called and
- * returns with q->lock held (released while hashing). */
-static void hash_oldest(cim_defer *q)
+/* Takes the oldest stream no thread has claimed off the unclaimed list and
+ * marks it running; q->lock held, q->hash_head not NULL. */
+static cim_deferred *claim_oldest(cim_defer *q)
 {
     cim_deferred *d = q->hash_head;
     q->hash_head = d->hnext;
     if (!q->hash_head) q->hash_tail = NULL;
     d->hash_state = HASH_RUNNING;
+    return d;
+}
+
+/* Claims the oldest unclaimed stream and hashes it; called and returns with
+ * q->lock held (released while hashing). */
+static void hash_oldest(cim_defer *q)
+{
+    cim_deferred *d = claim_oldest(q);
     cim_mutex_unlock(q->lock);
     cim_objid_digest(d->s.bytes, (size_t)d->s.length, d->digest);
     cim_mutex_lock(q->lock);
@@ -81,10 +89,7 @@ static void worker_main(void *arg)
     cim_mutex_lock(q->lock);
     for (;;) {
         while (q->hash_head && cim_objid_lanes_room(&lanes)) {
-            cim_deferred *d = q->hash_head;
-            q->hash_head = d->hnext;
-            if (!q->hash_head) q->hash_tail = NULL;
-            d->hash_state = HASH_RUNNING;
+            cim_deferred *d = claim_oldest(q);
             cim_objid_lanes_add(&lanes, d->s.bytes, (size_t)d->s.length, d->digest, d);
         }
         if (q->quit) break;
