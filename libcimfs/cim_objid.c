@@ -65,24 +65,29 @@ void cim_objid_lanes_add(cim_objid_lanes *m, const void *data, size_t len, uint8
     m->busy++;
 }
 
-/* A message whose whole blocks are done: its tail and padding, one at a time. */
-static void finish_lane(cim_objid_lanes *m, cim_objid_lane *lane, void *done[], unsigned *ndone)
+/* Messages whose whole blocks are done: their tails and padding, one at a
+ * time; their tags go to done[] from *ndone on. */
+static void finish_lanes(cim_objid_lanes *m, void *done[], unsigned *ndone)
 {
-    cim_objid_ctx ctx;
-    ctx.sha = lane->sha;
-    ctx.sha.length = lane->length - lane->tail;
-    cim_objid_update(&ctx, lane->next, lane->tail);
-    cim_objid_final(&ctx, lane->digest);
-    done[(*ndone)++] = lane->tag;
-    lane->tag = NULL;
-    m->busy--;
+    unsigned l;
+    for (l = 0; l < CIM_OBJID_LANES; l++) {
+        cim_objid_lane *lane = &m->lane[l];
+        cim_objid_ctx ctx;
+        if (!lane->tag || lane->blocks) continue;
+        ctx.sha = lane->sha;
+        ctx.sha.length = lane->length - lane->tail;
+        cim_objid_update(&ctx, lane->next, lane->tail);
+        cim_objid_final(&ctx, lane->digest);
+        done[(*ndone)++] = lane->tag;
+        lane->tag = NULL;
+        m->busy--;
+    }
 }
 
 unsigned cim_objid_lanes_run(cim_objid_lanes *m, void *done[CIM_OBJID_LANES])
 {
     unsigned l, ndone = 0;
-    for (l = 0; l < CIM_OBJID_LANES; l++)
-        if (m->lane[l].tag && !m->lane[l].blocks) finish_lane(m, &m->lane[l], done, &ndone);
+    finish_lanes(m, done, &ndone);
     if (ndone || !m->busy) return ndone;
     if (m->width == 8 && m->busy >= LANES_MIN_VECTOR) {
         /* All busy lanes the same number of blocks: until the shortest is done. */
@@ -111,8 +116,7 @@ unsigned cim_objid_lanes_run(cim_objid_lanes *m, void *done[CIM_OBJID_LANES])
             lane->blocks -= n;
         }
     }
-    for (l = 0; l < CIM_OBJID_LANES; l++)
-        if (m->lane[l].tag && !m->lane[l].blocks) finish_lane(m, &m->lane[l], done, &ndone);
+    finish_lanes(m, done, &ndone);
     return ndone;
 }
 
