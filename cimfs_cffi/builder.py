@@ -180,12 +180,15 @@ class Builder:
             self.ready, self.touched = [], set()
 
     # ---- entries: source paths in, placed by the name policy ------------------------------------------
+    def _place(self, path: str, is_dir: bool, placed: bool) -> Optional[str]:
+        """The image path of a source path (``path`` itself when already ``placed``); None: left out."""
+        return path if placed else self.names.map(path, is_dir)
+
     def directory(self, path: str, md: FileMetadata, placed: bool = False) -> None:
-        if not placed:
-            mapped = self.names.map(path, True)
-            if mapped is None:
-                return
-            path = mapped
+        image_path = self._place(path, True, placed)
+        if image_path is None:
+            return
+        path = image_path
         if path:
             self.ensure_parents(path)
         self.before_change(path)
@@ -195,11 +198,10 @@ class Builder:
         self.summary.directories += 1 if path else 0
 
     def file(self, path: str, md: FileMetadata, source, size: int, sparse: bool = False, placed: bool = False) -> None:
-        if not placed:
-            mapped = self.names.map(path, False)
-            if mapped is None:
-                return
-            path = mapped
+        image_path = self._place(path, False, placed)
+        if image_path is None:
+            return
+        path = image_path
         self.ensure_parents(path)
         self.before_change(path)
         md = self.clamped(md)
@@ -228,12 +230,10 @@ class Builder:
 
     def link(self, path: str, target: str, placed: bool = False) -> None:
         """A hard link; ``target`` is a source path (an image path when ``placed``)."""
-        if not placed:
-            mapped = self.names.map(path, False)
-            if mapped is None:
-                return
-            path = mapped
-        self._link(path, target)
+        image_path = self._place(path, False, placed)
+        if image_path is None:
+            return
+        self._link(image_path, target)
 
     def _link(self, path: str, source_target: str) -> None:
         target = self.names.lookup(source_target)
