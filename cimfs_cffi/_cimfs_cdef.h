@@ -141,6 +141,26 @@ HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pai
                              UINT32 flags, UINT32 *deferred, UINT32 *deferredCount, UINT32 *failedIndex);
 HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
                           const CIMFS_FILE_METADATA *metadata, UINT32 *failedIndex);
+#define CIMFS_HOST_REPRODUCIBLE ...
+#define CIMFS_HOST_LATEST_TIME ...
+typedef struct CIMFS_HOST_LINKS CIMFS_HOST_LINKS;
+typedef struct {
+    UINT64 files;
+    UINT64 bytes;
+    UINT64 links;
+} CIMFS_HOST_FILES_RESULT;
+HRESULT CimfsHostLinksCreate(CIMFS_HOST_LINKS **links);
+void CimfsHostLinksFree(CIMFS_HOST_LINKS *links);
+typedef struct CIMFS_HOST_BATCH CIMFS_HOST_BATCH;
+HRESULT CimfsHostBatchRead(CIMFS_HOST_LINKS *links, UINT32 flags, INT64 latestTime, const WCHAR *imagePaths,
+                           size_t imageUnits, const void *hostPaths, size_t hostBytes, UINT32 count,
+                           CIMFS_HOST_BATCH **batch);
+HRESULT CimfsHostBatchAdd(CIMFS_IMAGE_HANDLE cimImageHandle, const CIMFS_HOST_BATCH *batch, UINT32 *failedIndex,
+                          CIMFS_HOST_FILES_RESULT *result);
+void CimfsHostBatchFree(CIMFS_HOST_BATCH *batch);
+HRESULT CimfsAddHostTreeFiles(CIMFS_IMAGE_HANDLE cimImageHandle, CIMFS_HOST_LINKS *links, UINT32 flags,
+                              INT64 latestTime, const WCHAR *imagePaths, size_t imageUnits, const void *hostPaths,
+                              size_t hostBytes, UINT32 count, UINT32 *failedIndex, CIMFS_HOST_FILES_RESULT *result);
 
 /* Test hooks of the portable writer: fault injection, SHA-512, upcase. */
 #define CIM_FAULT_CREATE ...

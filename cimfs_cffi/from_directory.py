@@ -1,64 +1,75 @@
 """Directory sources: a walk of the host tree into a :class:`~.builder.Builder`.
 
 Conventions (README "cimfs build"): READONLY when no write bit is set, HIDDEN
-for names starting with ``.``, creation time from ``st_birthtime`` where the
-OS has it (else the modification time); Windows' real attributes where
+for names starting with ``.``, creation time from the birth time where the
+OS keeps one (else the modification time); Windows' real attributes where
 present.  Symlinks become symlink reparse points; hard links are found by
 (device, inode).  FIFOs, sockets and devices are skipped with a warning.
 
-Regular files are the hot path: they are handed to C in batches
-(``CimfsAddHostFiles``), which opens, reads, hashes and writes them without
-the interpreter, on a helper thread while the walk goes on.
+Regular files are the hot path: the walk only lists them (a listing says
+which names are regular files) and hands them to C in batches, in two
+phases (docs/api.md §9.4): ``CimfsHostBatchRead`` opens each file, takes its
+metadata from the handle, spots hard links and reads it, on the walking
+thread; ``CimfsHostBatchAdd`` puts the batch before into the image (hashed
+and written by the writer's own threads) on a helper thread meanwhile.
 """
 import io
 import os
 import stat as _stat
-import struct
+import sys
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from . import errors
 from ._cimfs import ffi, lib
 from .builder import Builder, nothing
 from .errors import BuildError
-from .metadata import FileMetadata, stat_attributes, stat_times, symlink_reparse
-from .names import invalid_reason
-from .paths import image_path, upcase
+from .metadata import FileMetadata, symlink_reparse
+from .names import troubled_listing
+from .paths import image_path
 
 __all__ = ["add_directory"]
 
-# CIMFS_FILE_METADATA with no SD/EA/reparse pointers, packed in Python (cffi field sets are slower).
-_HOST_METADATA = struct.Struct("<I4xqqqqq%dx" % (ffi.sizeof("CIMFS_FILE_METADATA") - 48))
-assert [ffi.offsetof("CIMFS_FILE_METADATA", f) for f in ("FileSize", "CreationTime", "LastAccessTime")] == [8, 16, 40]
-HOST_BATCH = 256   # files per CimfsAddHostFiles call
+HOST_BATCH = 256   # files per CimfsAddHostTreeFiles call
+
+
+def _host_bytes(paths: List[str]) -> bytes:
+    """Host paths as CimfsAddHostTreeFiles takes them, each NUL-terminated: the bytes the OS gave
+    (undecodable ones included) on POSIX, UTF-16 (unpaired surrogates included) on Windows."""
+    joined = "\0".join(paths) + "\0"
+    if sys.platform == "win32":
+        return joined.encode("utf-16-le", "surrogatepass")
+    return joined.encode(sys.getfilesystemencoding(), "surrogateescape")  # os.fsencode's rule
 
 
 class _HostFiles:
     """Regular files of a directory source, the hot path of a build.
 
-    Files are queued and handed to C in batches (CimfsAddHostFiles: open,
-    read, create, write and close without the interpreter), on a helper
-    thread, so the walk and stat of the next batch run on the other core.
-    The writer allows one open stream at a time, so every other change to
-    the image first waits for the batch in flight (:meth:`wait`)."""
+    Files are queued and handed to C in batches: the walking thread reads a
+    batch (open, describe, spot links, read; no image involved) while a
+    helper thread adds the batch before it to the image, so the two halves
+    of the work run on two cores.  The writer allows one open stream at a
+    time, so every other change to the image first waits for the batch in
+    flight (:meth:`wait`)."""
 
     def __init__(self, b: Builder):
         self.b = b
-        self.pending: List[Tuple[str, str, os.stat_result, str]] = []
+        self.pending: List[Tuple[str, str]] = []   # (image path, host path)
         self.thread: Optional[threading.Thread] = None
         self.done = threading.Event()  # set when the batch in flight has returned
-        self.batch: List = []
+        self.batch: List[Tuple[str, str]] = []
         self.result: List = []
+        self.flags = lib.CIMFS_HOST_REPRODUCIBLE if b.reproducible else 0
+        if b.time_limit is not None:
+            self.flags |= lib.CIMFS_HOST_LATEST_TIME
+        links = ffi.new("CIMFS_HOST_LINKS **")
+        errors.check(lib.CimfsHostLinksCreate(links), "cannot start a directory build")
+        self.links = ffi.gc(links[0], lib.CimfsHostLinksFree)  # which host files went where, for hard links
 
-    def add(self, path: str, host: str, st: os.stat_result, name: str) -> None:
-        """Queue a file.  A directory walk creates parents first and never names a path twice,
-        so the parent and replacement bookkeeping of :class:`Builder` is not needed here."""
-        b = self.b
-        self.pending.append((path, host, st, name))
-        s = b.summary
-        s.files += 1
-        s.bytes += st.st_size
-        b.progress.update(s)
+    def add(self, path: str, host: str) -> None:
+        """Queue a regular file.  A directory walk creates parents first and never names a path
+        twice, so the parent and replacement bookkeeping of :class:`Builder` is not needed here."""
+        self.pending.append((path, host))
         if len(self.pending) >= HOST_BATCH:
             self.submit()
 
@@ -66,43 +77,36 @@ class _HostFiles:
         batch, self.pending = self.pending, []
         if not batch:
             return
-        for p, _, _, _ in batch:
+        for p, _ in batch:
             image_path(p)  # the same checks, and errors, as every other Image method
-        try:
-            paths = "".join([p + "\0" + h + "\0" for p, h, _, _ in batch]).encode("utf-16-le")
-        except UnicodeEncodeError:
-            bad = next(h for _, h, _, _ in batch if not _encodable(h))
-            raise BuildError("%r: the host path is not valid Unicode (undecodable bytes)" % bad, path=bad) from None
-        meta = bytearray(_HOST_METADATA.size * len(batch))
-        reproducible, limit = self.b.reproducible, self.b.time_limit
-        for i, (_, _, st, name) in enumerate(batch):
-            times: Tuple[int, ...] = stat_times(st, reproducible)
-            if limit is not None:
-                times = tuple(min(t, limit) for t in times)
-            _HOST_METADATA.pack_into(meta, i * _HOST_METADATA.size, stat_attributes(st, name), st.st_size, *times)
-        self.wait()
-        image = self.b.image
-        args = (image._live(), ffi.from_buffer("WCHAR[]", paths), len(paths) // 2, len(batch),
-                ffi.from_buffer("CIMFS_FILE_METADATA[]", meta), ffi.new("UINT32 *"))
+        images = "".join([p + "\0" for p, _ in batch]).encode("utf-16-le")
+        hosts = _host_bytes([h for _, h in batch])
+        read = ffi.new("CIMFS_HOST_BATCH **")
+        errors.check(lib.CimfsHostBatchRead(self.links, self.flags, self.b.time_limit or 0,
+                                            ffi.from_buffer("WCHAR[]", images), len(images) // 2,
+                                            ffi.from_buffer(hosts), len(hosts), len(batch), read),
+                     "cannot read the next files of the source")
+        read_batch = ffi.gc(read[0], lib.CimfsHostBatchFree)
+        self.wait()  # the batch before: added (one open stream at a time)
+        args = (self.b.image._live(), read_batch, ffi.new("UINT32 *"), ffi.new("CIMFS_HOST_FILES_RESULT *"))
         self.batch, self.result = batch, []
-        keep = (paths, meta)  # alive until the call returns
 
         def run() -> None:
             try:
-                self.result = [lib.CimfsAddHostFiles(*args), args[-1][0], keep]
+                self.result = [lib.CimfsHostBatchAdd(*args), args[2][0], args[3]]
             finally:
                 self.done.set()
 
         if not self.b.helper_threads:  # --threads 1: the batch runs here and now
             run()
-            self._raise_failure()
+            self._count()
             return
         self.done.clear()
         self.thread = threading.Thread(target=run, name="cimfs-host-files", daemon=True)
         self.thread.start()
 
     def wait(self) -> None:
-        """Let the batch in flight finish; raise its failure, naming the file."""
+        """Let the batch in flight finish; count it, or raise its failure, naming the file."""
         if self.thread is None or self.thread.ident is None:  # never started (interrupted first)
             self.thread = None
             return
@@ -111,28 +115,27 @@ class _HostFiles:
         while not self.done.wait(0.1):
             pass
         self.thread = None
-        self._raise_failure()
+        self._count()
 
-    def _raise_failure(self) -> None:
-        hr, index, _ = self.result
+    def _count(self) -> None:
+        hr, index, counts = self.result
+        s = self.b.summary
+        s.files += counts.files
+        s.bytes += counts.bytes
+        s.links += counts.links
+        self.b.progress.update(s)
         if hr < 0:
-            path, host, _, _ = self.batch[index]
+            path, host = self.batch[index]
             reason = errors.error_for(hr).reason
             if hr & 0xFFFFFFFF == errors.HR_HANDLE_EOF:
                 reason = "its size changed while the build read it"
+            elif hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND:
+                reason = "it is gone, or no longer a regular file"
             raise BuildError("cannot add %s as %s: %s" % (host, path, reason), path=host) from None
 
     def finish(self) -> None:
         self.submit()
         self.wait()
-
-
-def _encodable(s: str) -> bool:
-    try:
-        s.encode("utf-16-le")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def add_directory(root: str, b: Builder) -> None:
@@ -153,7 +156,6 @@ def add_directory(root: str, b: Builder) -> None:
 
 
 def _walk_directory(root: str, b: Builder, host_files: _HostFiles) -> None:
-    first_of_inode: Dict[Tuple[int, int], str] = {}
     merged = set()  # image directories that two source directories went into: their listings meet there
     todo = [("", root)]
     while todo:
@@ -164,48 +166,44 @@ def _walk_directory(root: str, b: Builder, host_files: _HostFiles) -> None:
             raise BuildError("cannot list %s: %s" % (host, e.strerror), path=host) from None
         subdirs = []
         # The name policy looks at a listing only when it has trouble: names that are one name on
-        # Windows, or names Windows cannot hold.  Other listings cost a set and a regex per name.
-        troubled = (prefix in merged or len({upcase(e.name) for e in entries}) != len(entries)
-                    or any(invalid_reason(e.name) is not None for e in entries))
+        # Windows, or names Windows cannot hold.  Other listings cost one regex and one set.
+        troubled = prefix in merged or troubled_listing([e.name for e in entries])
         placed_dirs = set()
         for entry in entries:
+            name = entry.name
+            try:  # the listing's file type: no stat for regular files (C takes theirs from the handle)
+                is_file = entry.is_file(follow_symlinks=False)
+                is_dir = not is_file and entry.is_dir(follow_symlinks=False)
+            except OSError as e:
+                raise BuildError("cannot stat %s: %s" % (entry.path, e.strerror), path=entry.path) from None
+            if troubled:
+                source = prefix + "\\" + name if prefix else name
+                placed = b.names.place(prefix, name, is_dir, source)
+                if placed is None:
+                    continue
+                name = placed
+            path = prefix + "\\" + name if prefix else name
+            if is_file:
+                host_files.add(path, entry.path)
+                continue
+            if troubled and is_dir:
+                if path in placed_dirs:
+                    merged.add(path)
+                placed_dirs.add(path)
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
                 raise BuildError("cannot stat %s: %s" % (entry.path, e.strerror), path=entry.path) from None
             mode = st.st_mode
-            name = entry.name
-            if troubled:
-                source = prefix + "\\" + name if prefix else name
-                placed = b.names.place(prefix, name, _stat.S_ISDIR(mode), source)
-                if placed is None:
-                    continue
-                name = placed
-            path = prefix + "\\" + name if prefix else name
-            if troubled and _stat.S_ISDIR(mode):
-                if path in placed_dirs:
-                    merged.add(path)
-                placed_dirs.add(path)
-            if _stat.S_ISREG(mode):
-                if st.st_nlink > 1:
-                    inode = (st.st_dev, st.st_ino)
-                    first = first_of_inode.get(inode)
-                    if first is not None:
-                        b.ready.append((path, first))  # the target was queued before: it exists
-                        continue
-                    first_of_inode[inode] = path
-                if _encodable(entry.path):
-                    host_files.add(path, entry.path, st, name)
-                else:  # a host path with undecodable bytes (its image name was repaired): Python opens it
-                    with open(entry.path, "rb") as f:
-                        b.file(path, FileMetadata.from_stat(st, name=name, reproducible=b.reproducible), f, st.st_size, placed=True)
-            elif _stat.S_ISDIR(mode):
+            if _stat.S_ISDIR(mode):
                 b.directory(path, FileMetadata.from_stat(st, name=name, reproducible=b.reproducible), placed=True)
                 subdirs.append((path, entry.path))
             elif _stat.S_ISLNK(mode):
                 md = FileMetadata.from_stat(st, name=name, reproducible=b.reproducible)
                 md.reparse_data = symlink_reparse(os.readlink(entry.path))
                 b.file(path, md, io.BytesIO(), 0, placed=True)
+            elif _stat.S_ISREG(mode):  # it became a regular file after the listing
+                host_files.add(path, entry.path)
             else:
                 b.summary.warnings.append("%s: not a file, directory or symlink; skipped" % entry.path)
         todo.extend(reversed(subdirs))

@@ -41,6 +41,10 @@ INVALID_ACTIONS = ("error", "skip", "rename", "keep")
 _BAD_CHAR = re.compile(r'[\x00-\x1f<>:"/\\|?*\ud800-\udfff]')
 _DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9]|CONIN\$|CONOUT\$)(\.|$)", re.IGNORECASE)
 _SAFE_ASCII = re.compile(r"[^\x00-\x1f<>:\"/\\|?*]*[^\x00-\x1f<>:\"/\\|?* .]\Z")
+# In an ASCII listing joined with "/" (and upcased, for device names): what invalid_reason() refuses.
+# Each starts with a character class or a literal, so the regex engine searches quickly.
+_BAD_CHAR_IN_JOINED = re.compile(r'[\x00-\x1f<>:"\\|?*]|[. ](?=/|\Z)')
+_DEVICE_IN_UPPER = re.compile(r"/(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9]|CONIN\$|CONOUT\$)(?=[./]|\Z)")
 
 
 class NamePolicyError(CimError):
@@ -89,6 +93,20 @@ def invalid_reason(name: str) -> Optional[Tuple[str, bool]]:
     if device:
         return "the device name %s (Windows reserves it)" % device.group(1).upper(), True
     return None
+
+
+def troubled_listing(names: List[str]) -> bool:
+    """Whether a directory listing (names without "/", as directories list them) has a name
+    :func:`invalid_reason` refuses or two names that are one name in an image.  The common
+    case, an ASCII listing, costs one regex search and one set over the whole listing."""
+    if not names:
+        return False
+    joined = "/".join(names)
+    if joined.isascii():
+        upper = joined.upper()  # upcase() of ASCII
+        return ("" in names or max(map(len, names)) > MAX_NAME_UNITS or _BAD_CHAR_IN_JOINED.search(joined) is not None
+                or _DEVICE_IN_UPPER.search("/" + upper) is not None or len(set(upper.split("/"))) != len(names))
+    return len({upcase(n) for n in names}) != len(names) or any(invalid_reason(n) is not None for n in names)
 
 
 def repaired(name: str) -> str:

@@ -224,6 +224,58 @@ HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
     return CIMFS_S_OK;
 }
 
+/* FILETIME ticks of a POSIX time, saturating (no host keeps times that far out). */
+static int64_t filetime_of(int64_t sec, long nsec)
+{
+    const int64_t epoch = 116444736000000000LL, per_sec = 10000000LL;
+    if (sec > (INT64_MAX - epoch) / per_sec - 1) return INT64_MAX;
+    if (sec < (INT64_MIN + epoch) / per_sec + 1) return INT64_MIN;
+    return epoch + sec * per_sec + nsec / 100; /* nsec is in [0, 1e9): floor, as Python's // 100 */
+}
+
+HRESULT cim_file_open_host(const cim_nchar *path, cim_file **out, cim_host_info *info)
+{
+    cim_file *f;
+    int fd;
+    struct stat st;
+    *out = NULL;
+    if (crashed()) return g_fault.hr;
+    /* O_NOFOLLOW: the walk saw a regular file, not a symlink; O_NONBLOCK: a FIFO swapped in since
+     * must not hang the build (it is refused below).  Neither changes reading a regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return errno == ENOENT || errno == ELOOP ? CIMFS_HR_FILE_NOT_FOUND : hr_from_errno(errno);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return CIMFS_HR_FILE_NOT_FOUND;
+    }
+    memset(info, 0, sizeof *info);
+    info->size = (uint64_t)st.st_size;
+    info->links = (uint64_t)st.st_nlink;
+    info->device = (uint64_t)st.st_dev;
+    info->inode = (uint64_t)st.st_ino;
+#if defined(__APPLE__)
+    info->last_write = filetime_of((int64_t)st.st_mtimespec.tv_sec, st.st_mtimespec.tv_nsec);
+    info->last_access = filetime_of((int64_t)st.st_atimespec.tv_sec, st.st_atimespec.tv_nsec);
+    info->creation = filetime_of((int64_t)st.st_birthtimespec.tv_sec, st.st_birthtimespec.tv_nsec);
+#else
+    info->last_write = filetime_of((int64_t)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    info->last_access = filetime_of((int64_t)st.st_atim.tv_sec, st.st_atim.tv_nsec);
+#if defined(__FreeBSD__) || defined(__NetBSD__)
+    info->creation = filetime_of((int64_t)st.st_birthtim.tv_sec, st.st_birthtim.tv_nsec);
+#endif
+#endif
+    info->attributes = (st.st_mode & 0222) ? 0 : CIMFS_FILE_ATTRIBUTE_READONLY;
+    f = (cim_file *)malloc(sizeof *f);
+    if (!f) {
+        close(fd);
+        return CIMFS_E_OUTOFMEMORY;
+    }
+    f->fd = fd;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+
 HRESULT cim_file_pwrite(cim_file *f, const void *buf, size_t len, uint64_t offset)
 {
     const char *p = (const char *)buf;
@@ -634,6 +686,41 @@ HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
         return CIMFS_E_OUTOFMEMORY;
     }
     f->h = h;
+    *out = f;
+    return CIMFS_S_OK;
+}
+
+static int64_t filetime_ticks(FILETIME t)
+{
+    return (int64_t)(((uint64_t)t.dwHighDateTime << 32) | t.dwLowDateTime);
+}
+
+HRESULT cim_file_open_host(const cim_nchar *path, cim_file **out, cim_host_info *info)
+{
+    BY_HANDLE_FILE_INFORMATION bh;
+    cim_file *f = NULL;
+    HRESULT hr = cim_file_open_read(path, &f);
+    *out = NULL;
+    if (hr < 0) return hr;
+    if (!GetFileInformationByHandle(f->h, &bh)) {
+        hr = hr_from_win32(GetLastError());
+    } else if (bh.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) {
+        hr = CIMFS_HR_FILE_NOT_FOUND;
+    }
+    if (hr < 0) {
+        cim_file_close(f);
+        return hr;
+    }
+    memset(info, 0, sizeof *info);
+    info->size = ((uint64_t)bh.nFileSizeHigh << 32) | bh.nFileSizeLow;
+    info->links = bh.nNumberOfLinks;
+    info->device = bh.dwVolumeSerialNumber;
+    info->inode = ((uint64_t)bh.nFileIndexHigh << 32) | bh.nFileIndexLow;
+    info->creation = filetime_ticks(bh.ftCreationTime);
+    info->last_write = filetime_ticks(bh.ftLastWriteTime);
+    info->last_access = filetime_ticks(bh.ftLastAccessTime);
+    info->attributes = bh.dwFileAttributes;
+    info->attributes_native = 1;
     *out = f;
     return CIMFS_S_OK;
 }

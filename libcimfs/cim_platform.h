@@ -35,6 +35,17 @@ typedef struct cim_file cim_file;
 
 HRESULT cim_file_create_new(const cim_nchar *path, cim_file **out);  /* exclusive create, read/write */
 HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out);
+
+/* What a directory build takes from a host file (docs/api.md §9.4). */
+typedef struct cim_host_info {
+    uint64_t size, links, device, inode;
+    int64_t creation, last_write, last_access; /* FILETIME ticks; creation 0: the host keeps no birth time */
+    uint32_t attributes;   /* Windows: the file's own FILE_ATTRIBUTE_*; POSIX: READONLY when no write bit */
+    int attributes_native; /* 1 on Windows; 0: the caller adds HIDDEN for a name starting with "." */
+} cim_host_info;
+/* Opens a regular host file for reading, not through a symlink (POSIX), without blocking on a FIFO
+ * swapped in, and describes it.  0x80070002 when it is missing or not a regular file. */
+HRESULT cim_file_open_host(const cim_nchar *path, cim_file **out, cim_host_info *info);
 HRESULT cim_file_pwrite(cim_file *f, const void *buf, size_t len, uint64_t offset);
 HRESULT cim_file_pread(cim_file *f, void *buf, size_t len, uint64_t offset); /* exact or error */
 HRESULT cim_file_size(cim_file *f, uint64_t *size);

@@ -381,6 +381,57 @@ HRESULT CimfsCreateHardLinks(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *pai
 HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths, size_t units, UINT32 count,
                           const CIMFS_FILE_METADATA *metadata, UINT32 *failedIndex);
 
+/*
+ * CimfsAddHostTreeFiles: CimfsAddHostFiles for a directory build, with the
+ * metadata taken from each host file and its hard links kept (docs/api.md
+ * §9.4).  `imagePaths` holds `count` NUL-terminated UTF-16 image paths
+ * (`imageUnits` units in all), `hostPaths` the `count` matching host paths,
+ * NUL-terminated, in the host's encoding (POSIX: bytes as the OS gives them;
+ * Windows: UTF-16), `hostBytes` bytes in all; a buffer with other framing is
+ * E_INVALIDARG, nothing done.  Each host file is opened (POSIX: not through
+ * a symlink) and described by the handle: size; times (creation: the birth
+ * time where the host keeps one, else the last write time; change: the last
+ * write time; with CIMFS_HOST_REPRODUCIBLE all four are the last write time;
+ * with CIMFS_HOST_LATEST_TIME none is later than `latestTime`); attributes
+ * (Windows: the file's own, without REPARSE_POINT; POSIX: READONLY when no
+ * write bit is set, HIDDEN when the image name starts with ".").  A host
+ * file with more than one link that `links` has seen before (same device
+ * and inode) becomes a hard link to the image path it went to first.
+ * `*result` counts the files, bytes and links of this call, up to a failure.
+ * The first failure stops the batch as in CimfsAddHostFiles: *failedIndex
+ * set, the entries before it remain, a half-copied file does not.
+ *
+ * It is CimfsHostBatchRead + CimfsHostBatchAdd + CimfsHostBatchFree, which
+ * a caller can run on two threads at once: the read phase (open, describe,
+ * read up to 16 MiB of files of up to 1 MiB; larger ones stay open) touches
+ * no image, so it can read the next batch while the add phase of the one
+ * before puts it into the image.  Read phases of one `links` run one at a
+ * time, in order, and add phases in the same order.  A read failure is not
+ * returned by the read phase (only bad arguments and E_OUTOFMEMORY are): the
+ * add phase adds the entries before it and then returns it.  After any
+ * failure, `links` may name files that were not added: start a new one.
+ */
+#define CIMFS_HOST_REPRODUCIBLE 0x1u
+#define CIMFS_HOST_LATEST_TIME  0x2u
+typedef struct CIMFS_HOST_LINKS CIMFS_HOST_LINKS; /* the host files a build has added, by device and inode */
+typedef struct CIMFS_HOST_FILES_RESULT {
+    UINT64 files;
+    UINT64 bytes;
+    UINT64 links;
+} CIMFS_HOST_FILES_RESULT;
+HRESULT CimfsHostLinksCreate(CIMFS_HOST_LINKS **links);
+void CimfsHostLinksFree(CIMFS_HOST_LINKS *links);
+typedef struct CIMFS_HOST_BATCH CIMFS_HOST_BATCH;
+HRESULT CimfsHostBatchRead(CIMFS_HOST_LINKS *links, UINT32 flags, INT64 latestTime, const WCHAR *imagePaths,
+                           size_t imageUnits, const void *hostPaths, size_t hostBytes, UINT32 count,
+                           CIMFS_HOST_BATCH **batch);
+HRESULT CimfsHostBatchAdd(CIMFS_IMAGE_HANDLE cimImageHandle, const CIMFS_HOST_BATCH *batch, UINT32 *failedIndex,
+                          CIMFS_HOST_FILES_RESULT *result);
+void CimfsHostBatchFree(CIMFS_HOST_BATCH *batch);
+HRESULT CimfsAddHostTreeFiles(CIMFS_IMAGE_HANDLE cimImageHandle, CIMFS_HOST_LINKS *links, UINT32 flags,
+                              INT64 latestTime, const WCHAR *imagePaths, size_t imageUnits, const void *hostPaths,
+                              size_t hostBytes, UINT32 count, UINT32 *failedIndex, CIMFS_HOST_FILES_RESULT *result);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,6 +75,25 @@ def test_directory_source_keeps_tree_links_symlinks_and_times(tmp_path):
     assert verify(image) == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a file system that takes any bytes in a name")
+def test_hard_links_hold_across_renamed_and_undecodable_names(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "plain").write_bytes(b"data")
+    os.link(src / "plain", os.path.join(os.fsencode(src), b"bad\xff"))  # not UTF-8: renamed
+    os.link(src / "plain", src / "Plain")                               # one name with "plain" on Windows
+    (src / "other").write_bytes(b"data")                                # same bytes, another file
+    out = tmp_path / "out"
+    s = build(str(src), str(out / "x.cim"), on_collision="rename", on_invalid="rename")
+    assert (s.files, s.links) == (2, 2) and len(s.names) == 2
+    with open_image(str(out / "x.cim")) as img:
+        names = sorted(img.listdir())
+        assert names == ["Plain", "bad_", "other", "plain~2"]  # listed in byte order: "plain" comes second
+        group = {img.stat(n).file_id for n in names if n != "other"}
+        assert len(group) == 1 and img.stat("Plain").nlink == 3 and img.stat("other").nlink == 1
+        assert all(img.read_bytes(n) == b"data" for n in names)
+
+
 # ---- tar sources -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode, suffix", [("w", ".tar"), ("w:gz", ".tar.gz"), ("w:bz2", ".tar.bz2"),
                                           ("w:xz", ".tar.xz"), ("zstd", ".tar.zst")])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cimfs_cffi import open_image, verify
 from cimfs_cffi import InvalidName, NameCollision, build
-from cimfs_cffi.names import invalid_reason, repaired
+from cimfs_cffi.names import invalid_reason, repaired, troubled_listing
 from cimfs_cffi.paths import upcase
 from conftest import examples
 
@@ -209,6 +209,26 @@ def test_repaired_names_are_valid():
     for name in ["a:b", "x.", "y ", "CON", "aux.c", "\udce9", "..", "a" * 300 + ".txt", "?*<>|"]:
         fixed = repaired(name)
         assert invalid_reason(fixed) is None, (name, fixed)
+
+
+# Pieces of names near every rule's edge: device names with and without an extension, bad and
+# good characters, trailing dots and spaces, cases that fold together, and non-ASCII text.
+LISTING_PIECE = st.sampled_from(["a", "A", "b", "con", "CON", "Com1", "com10", "LPT9", "conin$", "CONOUT$", ".", " ",
+                                 "x", "txt", ":", "<", "?", "*", "|", "\"", "\\", "\t", "\x7f", "\u00e9", "\u00c9",
+                                 "\u0131", "I", "\udce9", "aux", "nul", "-", "~", "PRN."])
+
+
+@settings(max_examples=examples(3000), deadline=None)
+@given(st.lists(st.lists(LISTING_PIECE, max_size=5).map("".join), max_size=6),
+       st.integers(min_value=0, max_value=300))
+def test_troubled_listing_is_any_name_invalid_or_colliding(names, long_name):
+    """The whole-listing check (one regex over the joined names) says exactly what checking name
+    by name says."""
+    if long_name > 250:
+        names = names + ["n" * long_name]
+    by_name = (any(invalid_reason(n) is not None for n in names)
+               or len({upcase(n) for n in names}) != len(names))
+    assert troubled_listing(names) == by_name, names
 
 
 NAME = st.sampled_from(["a", "A", "b", "B", "\u0131", "I", "x:y", "dot.", "CON", "aux.c", "Dir", "dir", "\u00e9",
