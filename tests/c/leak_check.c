@@ -17,6 +17,14 @@
 #include "cimfs.h"
 #include "cim_platform.h"
 
+#ifdef _WIN32
+#include <windows.h>
+#define hard_link(existing, new_name) (CreateHardLinkA((new_name), (existing), NULL) ? 0 : -1)
+#else
+#include <unistd.h>
+#define hard_link(existing, new_name) link((existing), (new_name))
+#endif
+
 static int failures;
 
 #define CHECK(expr, want)                                                                       \
@@ -150,6 +158,79 @@ static void host_files(const char *dir)
     CimCloseImage(h);
 }
 
+/* Appends ASCII `s` and its NUL to a buffer of host paths at *n. */
+static void put_native(cim_nchar *buf, size_t *n, const char *s)
+{
+    while (*s) buf[(*n)++] = (cim_nchar)(unsigned char)*s++;
+    buf[(*n)++] = 0;
+}
+
+static int write_host_file(const char *path, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    size_t i;
+    if (!f) return -1;
+    for (i = 0; i < size; i++) fputc((int)(i % 251), f);
+    return fclose(f);
+}
+
+/* CimfsAddHostTreeFiles and its two phases: a small file (read into the batch), a large one (left
+ * open for the add phase), a hard link to the small one, then a missing file; an add phase that
+ * fails with a large file still open; and the links table and batches freed. */
+static void host_tree_files(const char *dir)
+{
+    CIMFS_IMAGE_HANDLE h;
+    CIMFS_HOST_LINKS *links = NULL;
+    CIMFS_HOST_BATCH *batch = NULL;
+    CIMFS_HOST_FILES_RESULT result;
+    WCHAR images[512];
+    cim_nchar hosts[4096];
+    char small[1024], large[1024], linked[1024], missing[1024];
+    size_t ni = 0, nh = 0;
+    UINT32 failed = 7;
+    snprintf(small, sizeof small, "%s/tree-small", dir);
+    snprintf(large, sizeof large, "%s/tree-large", dir);
+    snprintf(linked, sizeof linked, "%s/tree-linked", dir);
+    snprintf(missing, sizeof missing, "%s/tree-missing", dir);
+    if (write_host_file(small, 6) != 0 || write_host_file(large, (3u << 20) / 2) != 0 || hard_link(small, linked) != 0) {
+        fprintf(stderr, "cannot make the host files in %s\n", dir);
+        failures++;
+        return;
+    }
+    put(images, &ni, "small");
+    put_native(hosts, &nh, small);
+    put(images, &ni, "large");
+    put_native(hosts, &nh, large);
+    put(images, &ni, "linked");
+    put_native(hosts, &nh, linked);
+    put(images, &ni, "missing");
+    put_native(hosts, &nh, missing);
+    CHECK(CimfsHostLinksCreate(&links), CIMFS_S_OK);
+    CHECK(CimCreateImage(W(dir), NULL, W("tree.cim"), &h), CIMFS_S_OK);
+    CHECK(CimfsAddHostTreeFiles(h, links, 0, 0, images, ni, hosts, nh * sizeof *hosts, 4, &failed, &result),
+          CIMFS_HR_FILE_NOT_FOUND);
+    if (failed != 3 || result.files != 2 || result.links != 1 || result.bytes != 6 + (3u << 20) / 2) {
+        fprintf(stderr, "CimfsAddHostTreeFiles: failedIndex %u, %u files, %u links, %u bytes\n", (unsigned)failed,
+                (unsigned)result.files, (unsigned)result.links, (unsigned)result.bytes);
+        failures++;
+    }
+    /* An add phase that fails first: the large file's handle is still open when the batch is freed. */
+    ni = nh = 0;
+    put(images, &ni, "no\\parent");
+    put_native(hosts, &nh, small);
+    put(images, &ni, "large2");
+    put_native(hosts, &nh, large);
+    CHECK(CimfsHostBatchRead(links, 0, 0, images, ni, hosts, nh * sizeof *hosts, 2, &batch), CIMFS_S_OK);
+    CHECK(CimfsHostBatchAdd(h, batch, &failed, &result), CIMFS_HR_PATH_NOT_FOUND);
+    CimfsHostBatchFree(batch);
+    CHECK(CimfsHostBatchRead(links, 0, 0, images, ni - 1, hosts, nh * sizeof *hosts, 2, &batch), CIMFS_E_INVALIDARG);
+    CHECK(CimfsHostBatchRead(links, 8, 0, images, ni, hosts, nh * sizeof *hosts, 2, &batch), CIMFS_E_INVALIDARG);
+    CHECK(CimfsHostBatchAdd(h, NULL, &failed, &result), CIMFS_E_INVALIDARG);
+    CHECK(CimCommitImage(h), CIMFS_S_OK);
+    CimCloseImage(h);
+    CimfsHostLinksFree(links);
+}
+
 int main(int argc, char **argv)
 {
     CIMFS_IMAGE_HANDLE h, h2;
@@ -160,6 +241,7 @@ int main(int argc, char **argv)
 
     build_base(dir);
     host_files(dir);
+    host_tree_files(dir);
 
     /* Fork: load, change, commit. */
     CHECK(CimCreateImage(W(dir), W("base.cim"), W("child.cim"), &h), CIMFS_S_OK);
