@@ -9,19 +9,15 @@ when it is complete, so a failed build leaves nothing behind and never damages
 an image that was already there.  Each source's conventions are in its module
 and in the README ("cimfs build").
 """
-import concurrent.futures
 import datetime
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import msix
 from . import publish
-from .builder import Builder, BuildSummary, Progress
+from .builder import STDIN, Builder, BuildSummary, Progress
 from .errors import BuildError, CimError
 from .from_directory import add_directory
-from .from_package import add_package
-from .from_tar import STDIN, add_tar
 from .image import Image
 from .metadata import to_filetime
 from .names import InvalidName, NameCollision, NamePolicy
@@ -30,6 +26,13 @@ from .reader import open_image
 
 __all__ = ["build", "build_packages", "BuildSummary", "BuildError", "NameCollision", "InvalidName", "Progress"]
 
+
+
+# Sources are imported when a build needs them: a directory build does not pay for the tar
+# and package readers (zipfile, XML, tarfile, lzma: about a fifth of the start-up).
+def _msix():
+    from . import msix
+    return msix
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,
@@ -76,7 +79,7 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         names = NamePolicy(on_collision, on_invalid)
     except ValueError as e:
         raise BuildError(str(e)) from None
-    is_package = not from_stdin and os.path.isfile(source) and msix.looks_like_package(source)
+    is_package = not from_stdin and os.path.isfile(source) and _msix().looks_like_package(source)
     if root_directory is not None and not is_package:
         raise BuildError("--root-directory applies to MSIX/APPX packages only", path=source)
     parent_name = os.path.basename(parent) if parent else None
@@ -97,8 +100,10 @@ def build(source, image, *, parent: Optional[str] = None, layer: bool = False, i
         elif is_package:
             if layer:
                 raise BuildError("--layer takes a layer tar, not a package", path=source)
+            from .from_package import add_package
             add_package(source, b, root_directory)
         else:
+            from .from_tar import add_tar
             add_tar(source, b, layer)
         b.finish()
         summary.names = names.events
@@ -160,7 +165,7 @@ def build_packages(folder, out_dir, *, jobs: int = 1, **options) -> List[Tuple[s
     folder, out_dir = os.fspath(folder), os.fspath(out_dir)
     if not os.path.isdir(folder):
         raise BuildError("not a folder of packages: %s" % folder, path=folder)
-    packages = msix.package_files(folder)
+    packages = _msix().package_files(folder)
     if not packages:
         raise BuildError("no .msix or .appx packages in %s" % folder, path=folder)
     names = [os.path.splitext(os.path.basename(p))[0] for p in packages]
@@ -170,5 +175,6 @@ def build_packages(folder, out_dir, *, jobs: int = 1, **options) -> List[Tuple[s
     work = [(p, os.path.join(out_dir, n, n + ".cim"), options) for p, n in zip(packages, names)]
     if jobs <= 1 or len(work) == 1:
         return [_build_one_package(w) for w in work]
+    import concurrent.futures
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
         return list(pool.map(_build_one_package, work))

@@ -20,7 +20,9 @@ from .names import NamePolicy
 from .paths import upcase
 from .reader import CimImage, open_image
 
-__all__ = ["Builder", "BuildSummary", "Progress"]
+__all__ = ["Builder", "BuildSummary", "Progress", "STDIN"]
+
+STDIN = "-"  # the source name of a tar read from standard input
 
 
 @dataclass

@@ -21,14 +21,13 @@ from typing import Iterator, List, Optional, Tuple, cast
 
 from . import layertar as lt
 from . import tarstream
-from .builder import Builder
+from .builder import STDIN, Builder
 from .errors import BuildError, CimError
 from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
                        ea_buffer, mount_point_reparse, symlink_reparse)
 
 __all__ = ["add_tar", "MAX_HOLE_FILL", "HIVES"]
 
-STDIN = "-"                    # the source name of a tar read from standard input
 MAX_HOLE_FILL = 64 << 20       # zeros a partly sparse tar member may cost (more: refused)
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
 # What a damaged or unreadable archive raises while it is read (bz2 and gzip raise OSError).

@@ -7,7 +7,6 @@ may appear without a change.  Times are FILETIMEs (integers, 100 ns since
 prints one object per line (JSON Lines) so a listing of a million files
 streams instead of building one array.
 """
-import json
 import os
 import sys
 from typing import Any, Dict, Iterable, List
@@ -18,6 +17,7 @@ SCHEMA = 1
 
 
 def emit(obj: Dict[str, Any]) -> None:
+    import json  # here: only --json output needs it, and it is a tenth of the command's start-up
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
