@@ -33,7 +33,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from .errors import E_INVALIDARG, CimError
-from .paths import MAX_NAME_UNITS, MAX_PATH_UNITS, upcase
+from .paths import MAX_NAME_UNITS, MAX_PATH_UNITS, upcase, utf16_units as _units
 
 COLLISION_ACTIONS = ("error", "keep-first", "keep-last", "rename")
 INVALID_ACTIONS = ("error", "skip", "rename", "keep")
@@ -65,10 +65,6 @@ class NameCollision(NamePolicyError):
 
 class InvalidName(NamePolicyError):
     """A source name Windows cannot hold (``path``; ``rule`` says why)."""
-
-
-def _units(s: str) -> int:
-    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
 
 
 def invalid_reason(name: str) -> Optional[Tuple[str, bool]]:

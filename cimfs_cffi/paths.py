@@ -61,9 +61,12 @@ def str_path(path) -> str:
     return p
 
 
-def _units(s: str) -> int:
-    """UTF-16 code units of a string (supplementary characters count twice)."""
-    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
+def utf16_units(s: str) -> int:
+    """UTF-16 code units of a string (supplementary characters count twice; unpaired surrogates,
+    from undecodable bytes, once)."""
+    if s.isascii():
+        return len(s)
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _explain(p: str):
@@ -82,9 +85,9 @@ def _explain(p: str):
             return "has the invalid character %r" % m.group()
         if any(0xD800 <= ord(ch) <= 0xDFFF for ch in comp):
             return "has an unpaired surrogate"
-        if _units(comp) > MAX_NAME_UNITS:
+        if utf16_units(comp) > MAX_NAME_UNITS:
             return "has a name longer than %d UTF-16 units" % MAX_NAME_UNITS
-    if _units(p) > MAX_PATH_UNITS:
+    if utf16_units(p) > MAX_PATH_UNITS:
         return "is longer than %d UTF-16 units" % MAX_PATH_UNITS
     return None
 
