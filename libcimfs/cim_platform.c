@@ -201,16 +201,16 @@ HRESULT cim_file_create_new(const cim_nchar *path, cim_file **out)
     return CIMFS_S_OK;
 }
 
-HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
+/* Opens `path` for reading with `flags` added; 0x80070002 unless it is a regular file. */
+static HRESULT open_regular(const cim_nchar *path, int flags, struct stat *st, cim_file **out)
 {
     cim_file *f;
     int fd;
-    struct stat st;
     *out = NULL;
     if (crashed()) return g_fault.hr;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? CIMFS_HR_FILE_NOT_FOUND : hr_from_errno(errno);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0) return errno == ENOENT || errno == ELOOP ? CIMFS_HR_FILE_NOT_FOUND : hr_from_errno(errno);
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         close(fd);
         return CIMFS_HR_FILE_NOT_FOUND;
     }
@@ -224,6 +224,12 @@ HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
     return CIMFS_S_OK;
 }
 
+HRESULT cim_file_open_read(const cim_nchar *path, cim_file **out)
+{
+    struct stat st;
+    return open_regular(path, 0, &st, out);
+}
+
 /* FILETIME ticks of a POSIX time, saturating (no host keeps times that far out). */
 static int64_t filetime_of(int64_t sec, long nsec)
 {
@@ -235,19 +241,11 @@ static int64_t filetime_of(int64_t sec, long nsec)
 
 HRESULT cim_file_open_host(const cim_nchar *path, cim_file **out, cim_host_info *info)
 {
-    cim_file *f;
-    int fd;
     struct stat st;
-    *out = NULL;
-    if (crashed()) return g_fault.hr;
     /* O_NOFOLLOW: the walk saw a regular file, not a symlink; O_NONBLOCK: a FIFO swapped in since
-     * must not hang the build (it is refused below).  Neither changes reading a regular file. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return errno == ENOENT || errno == ELOOP ? CIMFS_HR_FILE_NOT_FOUND : hr_from_errno(errno);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return CIMFS_HR_FILE_NOT_FOUND;
-    }
+     * must not hang the build (it is refused).  Neither changes reading a regular file. */
+    HRESULT hr = open_regular(path, O_NOFOLLOW | O_NONBLOCK, &st, out);
+    if (hr < 0) return hr;
     memset(info, 0, sizeof *info);
     info->size = (uint64_t)st.st_size;
     info->links = (uint64_t)st.st_nlink;
@@ -265,13 +263,6 @@ HRESULT cim_file_open_host(const cim_nchar *path, cim_file **out, cim_host_info 
 #endif
 #endif
     info->attributes = (st.st_mode & 0222) ? 0 : CIMFS_FILE_ATTRIBUTE_READONLY;
-    f = (cim_file *)malloc(sizeof *f);
-    if (!f) {
-        close(fd);
-        return CIMFS_E_OUTOFMEMORY;
-    }
-    f->fd = fd;
-    *out = f;
     return CIMFS_S_OK;
 }
 
