@@ -13,12 +13,14 @@ metadata from the handle, spots hard links and reads it, on the walking
 thread; ``CimfsHostBatchAdd`` puts the batch before into the image (hashed
 and written by the writer's own threads) on a helper thread meanwhile.
 """
+import functools
 import io
 import os
+import queue
 import stat as _stat
 import sys
 import threading
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from . import errors
 from ._cimfs import ffi, lib
@@ -43,29 +45,38 @@ def _host_bytes(paths: List[str]) -> bytes:
 
 
 class _HostFiles:
-    """Regular files of a directory source, the hot path of a build.
+    """The image changes of a directory source, in batches, through a pipeline.
 
-    Files are queued and handed to C in batches: the walking thread reads a
-    batch (open, describe, spot links, read; no image involved) while a
-    helper thread adds the batch before it to the image, so the two halves
-    of the work run on two cores.  The writer allows one open stream at a
-    time, so every other change to the image first waits for the batch in
-    flight (:meth:`wait`)."""
+    A batch is the directories and symlinks met since the batch before, and
+    up to HOST_BATCH regular files.  Two helper threads work through the
+    batches in order: the reader reads each batch's files (open, describe,
+    spot hard links, read; no image involved), the adder makes its
+    directories and symlinks and then adds its files (the writer takes one
+    change at a time).  So the walk, the reading and the adding run at once,
+    and the order of the changes, which makes the image, is the same on any
+    number of cores; with ``--threads 1`` each batch is done at once, here.
+    The first failure stops the batches; it is raised on the walking thread
+    at its next batch or :meth:`wait`."""
 
     def __init__(self, b: Builder):
         self.b = b
         self.pending: List[Tuple[str, str]] = []   # (image path, host path)
-        self.thread: Optional[threading.Thread] = None
-        self.done = threading.Event()  # set when the batch in flight has returned
-        self.batch: List[Tuple[str, str]] = []
-        self.result: List = []
+        self.pending_changes: List[Callable[[], None]] = []  # directories and symlinks, in walk order
         self.flags = lib.CIMFS_HOST_REPRODUCIBLE if b.reproducible else 0
         if b.time_limit is not None:
             self.flags |= lib.CIMFS_HOST_LATEST_TIME
         links = ffi.new("CIMFS_HOST_LINKS **")
         errors.check(lib.CimfsHostLinksCreate(links), "cannot start a directory build")
         self.links = ffi.gc(links[0], lib.CimfsHostLinksFree)  # which host files went where, for hard links
+        self.done = threading.Condition()
+        self.outstanding = 0                        # operations sent and not yet done (or skipped)
+        self.failure: Optional[BaseException] = None
+        self.stopping = False                       # set by close(): what is still queued is skipped
+        self.to_read: "queue.Queue" = queue.Queue(maxsize=2)  # a bound on the batches read ahead
+        self.to_add: "queue.Queue" = queue.Queue(maxsize=2)
+        self.adder: Optional[threading.Thread] = None
 
+    # ---- the walking thread ----------------------------------------------------------------------
     def add(self, path: str, host: str) -> None:
         """Queue a regular file.  A directory walk creates parents first and never names a path
         twice, so the parent and replacement bookkeeping of :class:`Builder` is not needed here."""
@@ -75,67 +86,149 @@ class _HostFiles:
 
     def submit(self) -> None:
         batch, self.pending = self.pending, []
-        if not batch:
+        changes, self.pending_changes = self.pending_changes, []
+        if not batch and not changes:
             return
         for p, _ in batch:
             image_path(p)  # the same checks, and errors, as every other Image method
         images = "".join([p + "\0" for p, _ in batch]).encode("utf-16-le")
-        hosts = _host_bytes([h for _, h in batch])
+        self._send((changes, batch, images, _host_bytes([h for _, h in batch])))
+        self.b.progress.update(self.b.summary)
+
+    def call(self, change: Callable[[], None]) -> None:
+        """An image change other than a regular file (a directory, a symlink), made before the
+        files of its batch: none of them can need it made after them."""
+        self.pending_changes.append(change)
+        if len(self.pending_changes) >= HOST_BATCH:
+            self.submit()
+
+    def wait(self) -> None:
+        """Let everything sent be done; raise the first failure.  (Called by the adder itself,
+        through the Builder, it returns at once: it is the one doing the work.)"""
+        if threading.current_thread() is self.adder:
+            return
+        with self.done:
+            while self.outstanding:
+                self.done.wait(0.1)  # a timeout: Ctrl-C gets through
+        self._raise_failure()
+
+    def finish(self) -> None:
+        self.submit()
+        self.wait()
+
+    def close(self) -> None:
+        """Skip what is queued, wait for what runs (the image must not be closed under it), stop
+        the threads.  Safe after any failure or interruption."""
+        self.stopping = True
+        interrupted = None
+        while True:
+            try:
+                with self.done:
+                    while self.outstanding:
+                        self.done.wait(0.1)
+                break
+            except KeyboardInterrupt as e:  # a second Ctrl-C: the batch in flight still ends first
+                interrupted = e
+        if self.adder is not None:
+            self.to_read.put(None)
+            self.adder = None
+        if interrupted is not None:
+            raise interrupted
+
+    def _send(self, op: tuple) -> None:
+        self._raise_failure()
+        if not self.b.helper_threads:  # --threads 1: here and now
+            self._run(self._read(op))
+            self._raise_failure()
+            return
+        if self.adder is None:
+            threading.Thread(target=self._reader, name="cimfs-host-reader", daemon=True).start()
+            self.adder = threading.Thread(target=self._adder, name="cimfs-host-adder", daemon=True)
+            self.adder.start()
+        with self.done:
+            self.outstanding += 1
+        try:
+            while True:
+                try:
+                    self.to_read.put(op, timeout=0.1)
+                    return
+                except queue.Full:
+                    self._raise_failure()
+        except BaseException:
+            with self.done:  # not sent after all
+                self.outstanding -= 1
+                self.done.notify_all()
+            raise
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    # ---- the helper threads ----------------------------------------------------------------------
+    def _reader(self) -> None:
+        while True:
+            op = self.to_read.get()
+            if op is None:
+                self.to_add.put(None)
+                return
+            if self.failure is None and not self.stopping:
+                try:
+                    op = self._read(op)
+                except BaseException as e:  # handed to the walking thread
+                    self._fail(e)
+            self.to_add.put(op)
+
+    def _adder(self) -> None:
+        while True:
+            op = self.to_add.get()
+            if op is None:
+                return
+            try:
+                if self.failure is None and not self.stopping:
+                    self._run(op)
+            except BaseException as e:
+                self._fail(e)
+            finally:
+                with self.done:
+                    self.outstanding -= 1
+                    self.done.notify_all()
+
+    def _fail(self, e: BaseException) -> None:
+        if self.failure is None:
+            self.failure = e
+
+    # ---- the two halves of an operation ----------------------------------------------------------
+    def _read(self, op: tuple) -> tuple:
+        changes, batch, images, hosts = op
+        if not batch:
+            return (changes, batch, None)
         read = ffi.new("CIMFS_HOST_BATCH **")
         errors.check(lib.CimfsHostBatchRead(self.links, self.flags, self.b.time_limit or 0,
                                             ffi.from_buffer("WCHAR[]", images), len(images) // 2,
                                             ffi.from_buffer(hosts), len(hosts), len(batch), read),
                      "cannot read the next files of the source")
-        read_batch = ffi.gc(read[0], lib.CimfsHostBatchFree)
-        self.wait()  # the batch before: added (one open stream at a time)
-        args = (self.b.image._live(), read_batch, ffi.new("UINT32 *"), ffi.new("CIMFS_HOST_FILES_RESULT *"))
-        self.batch, self.result = batch, []
+        return (changes, batch, ffi.gc(read[0], lib.CimfsHostBatchFree))
 
-        def run() -> None:
-            try:
-                self.result = [lib.CimfsHostBatchAdd(*args), args[2][0], args[3]]
-            finally:
-                self.done.set()
-
-        if not self.b.helper_threads:  # --threads 1: the batch runs here and now
-            run()
-            self._count()
+    def _run(self, op: tuple) -> None:
+        changes, batch, read_batch = op
+        for change in changes:
+            change()
+        if not batch:
             return
-        self.done.clear()
-        self.thread = threading.Thread(target=run, name="cimfs-host-files", daemon=True)
-        self.thread.start()
-
-    def wait(self) -> None:
-        """Let the batch in flight finish; count it, or raise its failure, naming the file."""
-        if self.thread is None or self.thread.ident is None:  # never started (interrupted first)
-            self.thread = None
-            return
-        # An Event, not Thread.join: a join interrupted by Ctrl-C can later return while the
-        # thread still runs (and the image must not be closed under a batch in flight).
-        while not self.done.wait(0.1):
-            pass
-        self.thread = None
-        self._count()
-
-    def _count(self) -> None:
-        hr, index, counts = self.result
+        failed, counts = ffi.new("UINT32 *"), ffi.new("CIMFS_HOST_FILES_RESULT *")
+        hr = lib.CimfsHostBatchAdd(self.b.image._live(), read_batch, failed, counts)
         s = self.b.summary
         s.files += counts.files
         s.bytes += counts.bytes
         s.links += counts.links
-        self.b.progress.update(s)
         if hr < 0:
-            path, host = self.batch[index]
+            path, host = batch[failed[0]]
             reason = errors.error_for(hr).reason
             if hr & 0xFFFFFFFF == errors.HR_HANDLE_EOF:
                 reason = "its size changed while the build read it"
             elif hr & 0xFFFFFFFF == errors.HR_FILE_NOT_FOUND:
                 reason = "it is gone, or no longer a regular file"
-            raise BuildError("cannot add %s as %s: %s" % (host, path, reason), path=host) from None
-
-    def finish(self) -> None:
-        self.submit()
-        self.wait()
+            raise BuildError("cannot add %s as %s: %s" % (host, path, reason), path=host)
 
 
 def add_directory(root: str, b: Builder) -> None:
@@ -148,10 +241,7 @@ def add_directory(root: str, b: Builder) -> None:
         _walk_directory(root, b, host_files)
         host_files.finish()
     finally:
-        try:
-            host_files.wait()
-        except BuildError:
-            pass  # an error is already on its way out
+        host_files.close()  # after a failure: what is queued is dropped, and that failure goes on out
         b.before_image_call = nothing
 
 
@@ -195,13 +285,13 @@ def _walk_directory(root: str, b: Builder, host_files: _HostFiles) -> None:
             except OSError as e:
                 raise BuildError("cannot stat %s: %s" % (entry.path, e.strerror), path=entry.path) from None
             mode = st.st_mode
+            md = FileMetadata.from_stat(st, name=name, reproducible=b.reproducible)
             if _stat.S_ISDIR(mode):
-                b.directory(path, FileMetadata.from_stat(st, name=name, reproducible=b.reproducible), placed=True)
+                host_files.call(functools.partial(b.directory, path, md, placed=True))
                 subdirs.append((path, entry.path))
             elif _stat.S_ISLNK(mode):
-                md = FileMetadata.from_stat(st, name=name, reproducible=b.reproducible)
                 md.reparse_data = symlink_reparse(os.readlink(entry.path))
-                b.file(path, md, io.BytesIO(), 0, placed=True)
+                host_files.call(functools.partial(b.file, path, md, io.BytesIO(), 0, placed=True))
             elif _stat.S_ISREG(mode):  # it became a regular file after the listing
                 host_files.add(path, entry.path)
             else:
