@@ -8,10 +8,12 @@ present.  Symlinks become symlink reparse points; hard links are found by
 
 Regular files are the hot path: the walk only lists them (a listing says
 which names are regular files) and hands them to C in batches, in two
-phases (docs/api.md §9.4): ``CimfsHostBatchRead`` opens each file, takes its
-metadata from the handle, spots hard links and reads it, on the walking
-thread; ``CimfsHostBatchAdd`` puts the batch before into the image (hashed
-and written by the writer's own threads) on a helper thread meanwhile.
+phases (docs/api.md §9.4) on two helper threads: ``CimfsHostBatchRead``
+opens each file, takes its metadata from the handle, spots hard links and
+reads it; ``CimfsHostBatchAdd`` puts the batch before it into the image
+(hashed and written by the writer's own threads).  The walk goes on
+meanwhile.  At most four read batches exist at a time, each holding up to 16 MiB
+of small files' data.
 """
 import functools
 import io
