@@ -13,7 +13,7 @@ opens each file, takes its metadata from the handle, spots hard links and
 reads it; ``CimfsHostBatchAdd`` puts the batch before it into the image
 (hashed and written by the writer's own threads).  The walk goes on
 meanwhile.  At most four read batches exist at a time, each holding up to 16 MiB
-of small files' data.
+of small files' data and at most 16 open files.
 """
 import functools
 import io

@@ -176,15 +176,22 @@ static void host_metadata(CIMFS_FILE_METADATA *md, const cim_host_info *info, co
 /* A batch in two phases, so that they can run on two threads at once: CimfsHostBatchRead opens,
  * describes and reads the host files (system calls: no image lock), CimfsHostBatchAdd puts them
  * into the image in order.  Files up to HOST_INLINE_MAX are read into the batch's arena, up to
- * HOST_ARENA_MAX in all; larger ones stay open and are copied by the add phase. */
+ * HOST_ARENA_MAX in all.  The add phase copies the others: through the handle the read phase
+ * kept, for the first HOST_OPEN_MAX of a batch, else by opening the file again, which must then
+ * still be the file described (several batches can wait at once; open handles are a scarce
+ * resource, 256 per process by default on macOS). */
 #define HOST_INLINE_MAX ((uint64_t)1 << 20)
 #define HOST_ARENA_MAX ((size_t)16 << 20)
+#define HOST_OPEN_MAX 16
 
 struct host_entry {
     const WCHAR *image_path;  /* into the batch's copy of the image paths */
     const WCHAR *link_to;     /* a hard link to this image path (owned by the links table), or NULL */
-    cim_file *f;              /* open: its data is copied by the add phase */
-    size_t data;              /* else: its data is at arena + data */
+    int in_arena;             /* its data is at arena + data */
+    size_t data;
+    cim_file *f;              /* else: kept open for the add phase, */
+    cim_nchar *reopen;        /* or the path the add phase opens again */
+    cim_host_info info;       /* as the read phase described it */
     CIMFS_FILE_METADATA md;
 };
 
@@ -195,14 +202,17 @@ struct CIMFS_HOST_BATCH {
     HRESULT hr;            /* the read phase's failure (at index `count`), or S_OK */
     uint8_t *arena;
     size_t arena_used;
+    unsigned open_files;   /* entries holding a handle */
 };
 
 void CimfsHostBatchFree(CIMFS_HOST_BATCH *b)
 {
     UINT32 i;
     if (!b) return;
-    for (i = 0; i < b->count; i++)
+    for (i = 0; i < b->count; i++) {
         if (b->entries[i].f) cim_file_close(b->entries[i].f);
+        free(b->entries[i].reopen);
+    }
     free(b->entries);
     free(b->images);
     free(b->arena);
@@ -223,6 +233,7 @@ static HRESULT read_entry(CIMFS_HOST_BATCH *b, CIMFS_HOST_LINKS *links, UINT32 f
 {
     cim_host_info info;
     cim_file *f = NULL;
+    size_t host_len = 0;
     size_t slot = 0;
     WCHAR *first = NULL;
     HRESULT hr = cim_file_open_host(host, &f, &info);
@@ -244,12 +255,20 @@ static HRESULT read_entry(CIMFS_HOST_BATCH *b, CIMFS_HOST_LINKS *links, UINT32 f
         if (!b->arena && !(b->arena = (uint8_t *)malloc(HOST_ARENA_MAX))) hr = CIMFS_E_OUTOFMEMORY;
         if (hr >= 0) hr = read_whole(f, b->arena + b->arena_used, info.size);
         if (hr >= 0) {
+            e->in_arena = 1;
             e->data = b->arena_used;
             b->arena_used += (size_t)info.size;
         }
         cim_file_close(f);
+    } else if (hr >= 0 && b->open_files < HOST_OPEN_MAX) {
+        e->f = f; /* copied by the add phase through this handle */
+        b->open_files++;
     } else if (hr >= 0) {
-        e->f = f; /* copied by the add phase */
+        cim_file_close(f); /* the add phase opens it again */
+        while (host[host_len]) host_len++;
+        e->reopen = (cim_nchar *)malloc((host_len + 1) * sizeof *host);
+        if (e->reopen) memcpy(e->reopen, host, (host_len + 1) * sizeof *host);
+        else hr = CIMFS_E_OUTOFMEMORY;
     } else {
         cim_file_close(f);
     }
@@ -263,8 +282,27 @@ static HRESULT read_entry(CIMFS_HOST_BATCH *b, CIMFS_HOST_LINKS *links, UINT32 f
         links->slots[slot].image_path = first;
         links->used++;
     }
+    e->info = info;
     host_metadata(&e->md, &info, e->image_path, flags, latest);
     return CIMFS_S_OK;
+}
+
+/* Copies entry `e`'s data into the open stream. */
+static HRESULT copy_entry(const CIMFS_HOST_BATCH *b, const struct host_entry *e, CIMFS_STREAM_HANDLE stream,
+                          void *buf)
+{
+    cim_file *f = e->f;
+    cim_host_info now;
+    HRESULT hr = CIMFS_S_OK;
+    if (e->in_arena) return e->info.size ? CimWriteStream(stream, b->arena + e->data, (UINT32)e->info.size) : hr;
+    if (!f) {
+        hr = cim_file_open_host(e->reopen, &f, &now);
+        if (hr >= 0 && (now.device != e->info.device || now.inode != e->info.inode || now.size != e->info.size))
+            hr = CIMFS_HR_HANDLE_EOF; /* not the file described any more */
+    }
+    if (hr >= 0) hr = copy_open_file(f, e->info.size, stream, buf);
+    if (f && !e->f) cim_file_close(f);
+    return hr;
 }
 
 /* 1 when `units` code units hold exactly `count` NUL-terminated strings, the last NUL at the end. */
@@ -337,13 +375,10 @@ HRESULT CimfsHostBatchAdd(CIMFS_IMAGE_HANDLE h, const CIMFS_HOST_BATCH *b, UINT3
             if (hr >= 0) result->links++;
             continue;
         }
-        if (e->f && !buf && !(buf = malloc(HOST_CHUNK))) hr = CIMFS_E_OUTOFMEMORY;
+        if (!e->in_arena && !buf && !(buf = malloc(HOST_CHUNK))) hr = CIMFS_E_OUTOFMEMORY;
         if (hr >= 0) hr = CimCreateFile(h, e->image_path, &e->md, &stream);
         if (hr < 0) continue;
-        if (e->f)
-            hr = copy_open_file(e->f, (uint64_t)e->md.FileSize, stream, buf);
-        else if (e->md.FileSize)
-            hr = CimWriteStream(stream, b->arena + e->data, (UINT32)e->md.FileSize);
+        hr = copy_entry(b, e, stream, buf);
         CimCloseStream(stream);
         if (hr < 0) {
             CimDeletePath(h, e->image_path); /* never leave a half-copied file */

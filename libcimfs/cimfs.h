@@ -403,9 +403,12 @@ HRESULT CimfsAddHostFiles(CIMFS_IMAGE_HANDLE cimImageHandle, const WCHAR *paths,
  *
  * It is CimfsHostBatchRead + CimfsHostBatchAdd + CimfsHostBatchFree, which
  * a caller can run on two threads at once: the read phase (open, describe,
- * read up to 16 MiB of files of up to 1 MiB; larger ones stay open) touches
- * no image, so it can read the next batch while the add phase of the one
- * before puts it into the image.  Read phases of one `links` run one at a
+ * read up to 16 MiB of files of up to 1 MiB) touches no image, so it can
+ * read the next batch while the add phase of the one before puts it into
+ * the image.  The add phase copies larger files: the first 16 of a batch
+ * through handles the read phase kept, the others by opening them again,
+ * which must find the file described (device, inode, size), else
+ * 0x80070026.  Read phases of one `links` run one at a
  * time, in order, and add phases in the same order.  A read failure is not
  * returned by the read phase (only bad arguments and E_OUTOFMEMORY are): the
  * add phase adds the entries before it and then returns it.  After any

@@ -209,3 +209,39 @@ def test_malformed_tree_file_calls_are_rejected_before_anything_is_done(writer, 
     assert u(lib.CimfsHostLinksCreate(ffi.NULL)) == E_INVALIDARG
     img = writer.finish()
     assert img.listdir(img.root_id) == []
+
+
+def read_batch(files, links=None):
+    images = "".join(p + "\0" for p, _ in files).encode("utf-16-le")
+    hosts = _host_bytes([h for _, h in files])
+    batch = ffi.new("CIMFS_HOST_BATCH **")
+    assert lib.CimfsHostBatchRead(host_links() if links is None else links, 0, 0, ffi.from_buffer("WCHAR[]", images),
+                                  len(images) // 2, hosts, len(hosts), len(files), batch) == S_OK
+    return ffi.gc(batch[0], lib.CimfsHostBatchFree)
+
+
+def add_batch(writer, batch):
+    failed, result = ffi.new("UINT32 *"), ffi.new("CIMFS_HOST_FILES_RESULT *")
+    return u(lib.CimfsHostBatchAdd(writer.h, batch, failed, result)), failed[0], (result.files, result.bytes)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="replaces files that are open, which Windows refuses")
+def test_large_files_between_the_phases(writer, tmp_path):
+    """Files over 1 MiB are copied by the add phase: the first 16 of a batch through the handle the
+    read phase kept (a bound on open files while batches wait), the others by opening them again,
+    which must find the file that was described."""
+    big = [os.urandom(16) * ((1 << 20) // 16 + 1 + i) for i in range(20)]
+    files = [("f%02d" % i, host(tmp_path, "f%02d" % i, data)) for i, data in enumerate(big)]
+    batch = read_batch(files)
+    os.unlink(files[3][1])                  # kept open: still read as described
+    host(tmp_path, "f03", b"other")
+    assert add_batch(writer, batch) == (S_OK, 0, (20, sum(map(len, big))))
+    host(tmp_path, "f03", big[3])
+    batch = read_batch([("again\\" + p, h) for p, h in files])
+    os.unlink(files[18][1])                 # opened again: a different file now
+    host(tmp_path, "f18", b"x" * len(big[18]))
+    writer.mkdir("again")
+    assert add_batch(writer, batch)[:2] == (HR_HANDLE_EOF, 18)
+    img = writer.finish()
+    assert all(img.read(img.lookup("f%02d" % i)) == data for i, data in enumerate(big))
+    assert len(img.listdir(img.lookup("again"))) == 18  # those before the failure
