@@ -27,12 +27,12 @@ from .reader import open_image
 __all__ = ["build", "build_packages", "BuildSummary", "BuildError", "NameCollision", "InvalidName", "Progress"]
 
 
-
 # Sources are imported when a build needs them: a directory build does not pay for the tar
 # and package readers (zipfile, XML, tarfile, lzma: about a fifth of the start-up).
 def _msix():
     from . import msix
     return msix
+
 
 def build(source, image, *, parent: Optional[str] = None, layer: bool = False, ignore_missing_links: bool = False,
           progress: Optional[Progress] = None, format_version: Optional[str] = None,

@@ -94,7 +94,7 @@ def invalid_reason(name: str) -> Optional[Tuple[str, bool]]:
 def troubled_listing(names: List[str]) -> bool:
     """Whether a directory listing (names without "/", as directories list them) has a name
     :func:`invalid_reason` refuses or two names that are one name in an image.  The common
-    case, an ASCII listing, costs one regex search and one set over the whole listing."""
+    case, an ASCII listing, costs two regex searches and one set over the whole listing."""
     if not names:
         return False
     joined = "/".join(names)

@@ -94,6 +94,54 @@ def test_hard_links_hold_across_renamed_and_undecodable_names(tmp_path):
         assert all(img.read_bytes(n) == b"data" for n in names)
 
 
+def _deep_tree(root, dirs=12, files=300):
+    for d in range(dirs):
+        sub = root / ("d%02d" % d) / "inner"
+        sub.mkdir(parents=True)
+        for i in range(files // dirs):
+            (sub / ("f%03d" % i)).write_bytes(b"%d-%d" % (d, i) * (1 + i))
+        os.symlink("inner", root / ("d%02d" % d) / "link")
+    return root
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_failure_on_the_directory_pipeline_stops_the_build_and_leaves_nothing(tmp_path, monkeypatch, threads):
+    """A directory change made on the adder thread that fails: the build stops with that error,
+    nothing more is made, and nothing is left."""
+    import cimfs_cffi.builder as B
+    src = _deep_tree(tmp_path / "src")
+    made = []
+    real = B.Builder.directory
+
+    def directory(self, path, md, placed=False):
+        made.append(path)
+        if path == "d05\\inner":
+            raise BuildError("no room for %s" % path, path=path)
+        real(self, path, md, placed=placed)
+
+    monkeypatch.setattr(B.Builder, "directory", directory)
+    with pytest.raises(BuildError, match="no room for d05"):
+        build(str(src), str(tmp_path / "out" / "x.cim"), threads=threads)
+    assert made[-1] == "d05\\inner"  # nothing after it
+    assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_full_disk_during_a_directory_build_leaves_nothing(tmp_path, threads):
+    from cimfs_cffi import DiskFull, lib
+    src = _deep_tree(tmp_path / "src")
+    lib.CimfsTestInjectFault(lib.CIM_FAULT_WRITE, 3, 0x80070070 - (1 << 32), 0)  # HRESULT as a signed int
+    try:
+        with pytest.raises((DiskFull, BuildError)) as e:
+            build(str(src), str(tmp_path / "out" / "x.cim"), threads=threads)
+    finally:
+        lib.CimfsTestClearFault()
+    assert "disk" in str(e.value).lower() or isinstance(e.value, DiskFull)
+    assert os.listdir(tmp_path / "out") == []
+    build(str(src), str(tmp_path / "out" / "x.cim"), threads=threads)  # and the next build works
+    assert verify(str(tmp_path / "out" / "x.cim")) == []
+
+
 # ---- tar sources -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode, suffix", [("w", ".tar"), ("w:gz", ".tar.gz"), ("w:bz2", ".tar.bz2"),
                                           ("w:xz", ".tar.xz"), ("zstd", ".tar.zst")])
