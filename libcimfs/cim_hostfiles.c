@@ -305,16 +305,6 @@ static HRESULT copy_entry(const CIMFS_HOST_BATCH *b, const struct host_entry *e,
     return hr;
 }
 
-/* 1 when `units` code units hold exactly `count` NUL-terminated strings, the last NUL at the end. */
-#define STRINGS_FRAMED(s, units, count, ok)                          \
-    do {                                                             \
-        size_t i_, nuls_ = 0;                                        \
-        (ok) = (s) != NULL && (units) > 0 && (s)[(units) - 1] == 0;  \
-        for (i_ = 0; (ok) && i_ < (units); i_++)                     \
-            if ((s)[i_] == 0) nuls_++;                               \
-        (ok) = (ok) && nuls_ == (size_t)(count);                     \
-    } while (0)
-
 HRESULT CimfsHostBatchRead(CIMFS_HOST_LINKS *links, UINT32 flags, INT64 latestTime, const WCHAR *imagePaths,
                            size_t imageUnits, const void *hostPaths, size_t hostBytes, UINT32 count,
                            CIMFS_HOST_BATCH **batch)
@@ -327,8 +317,8 @@ HRESULT CimfsHostBatchRead(CIMFS_HOST_LINKS *links, UINT32 flags, INT64 latestTi
     *batch = NULL;
     if (!links || (flags & ~(CIMFS_HOST_REPRODUCIBLE | CIMFS_HOST_LATEST_TIME))) return CIMFS_E_INVALIDARG;
     if (count) {
-        STRINGS_FRAMED(imagePaths, imageUnits, count, framed_images);
-        STRINGS_FRAMED(hosts, hostBytes / sizeof *hosts, count, framed_hosts);
+        CIM_STRINGS_FRAMED(imagePaths, imageUnits, count, framed_images);
+        CIM_STRINGS_FRAMED(hosts, hostBytes / sizeof *hosts, count, framed_hosts);
     }
     if (!framed_images || !framed_hosts || hostBytes % sizeof *hosts) return CIMFS_E_INVALIDARG;
     b = (CIMFS_HOST_BATCH *)calloc(1, sizeof *b);

@@ -26,15 +26,24 @@ HRESULT cim_portable_create_hard_links(CIMFS_IMAGE_HANDLE h, const WCHAR *pairs,
                                        uint32_t flags, uint32_t *deferred, uint32_t *deferred_count,
                                        uint32_t *failed_index);
 
+/* Sets `ok` to 1 when the `units` code units at `s` (of any character type) hold exactly
+ * `count` NUL-terminated strings, the last NUL at units - 1; else to 0. */
+#define CIM_STRINGS_FRAMED(s, units, count, ok)                      \
+    do {                                                             \
+        size_t i_, nuls_ = 0;                                        \
+        (ok) = (s) != NULL && (units) > 0 && (s)[(units) - 1] == 0;  \
+        for (i_ = 0; (ok) && i_ < (units); i_++)                     \
+            if ((s)[i_] == 0) nuls_++;                               \
+        (ok) = (ok) && nuls_ == (size_t)(count);                     \
+    } while (0)
+
 /* Checks that a pairs buffer (CimfsCreateHardLinks, CimfsAddHostFiles) holds exactly
  * 2 x count strings, the last NUL at units - 1. */
 static inline int cim_pairs_buffer_ok(const WCHAR *pairs, size_t units, uint32_t count)
 {
-    size_t i, nuls = 0;
-    if (!pairs || units == 0 || pairs[units - 1] != 0) return 0;
-    for (i = 0; i < units; i++)
-        if (pairs[i] == 0) nuls++;
-    return nuls == 2 * (size_t)count;
+    int ok;
+    CIM_STRINGS_FRAMED(pairs, units, 2 * (size_t)count, ok);
+    return ok;
 }
 
 /* Steps through a CimfsCreateHardLinks buffer ("new\0existing\0..."):
