@@ -37,13 +37,15 @@ __all__ = ["add_directory"]
 HOST_BATCH = 256   # files per CimfsAddHostTreeFiles call
 
 
-def _host_bytes(paths: List[str]) -> bytes:
-    """Host paths as CimfsAddHostTreeFiles takes them, each NUL-terminated: the bytes the OS gave
-    (undecodable ones included) on POSIX, UTF-16 (unpaired surrogates included) on Windows."""
-    joined = "\0".join(paths) + "\0"
+def batch_buffers(files: List[Tuple[str, str]]) -> Tuple[bytes, bytes]:
+    """(image path, host path) pairs as CimfsAddHostTreeFiles takes them, each path NUL-terminated:
+    the image paths in UTF-16; the host paths as the bytes the OS gave (undecodable ones included)
+    on POSIX, in UTF-16 (unpaired surrogates included) on Windows."""
+    images = "".join([p + "\0" for p, _ in files]).encode("utf-16-le")
+    hosts = "".join([h + "\0" for _, h in files])
     if sys.platform == "win32":
-        return joined.encode("utf-16-le", "surrogatepass")
-    return joined.encode(sys.getfilesystemencoding(), "surrogateescape")  # os.fsencode's rule
+        return images, hosts.encode("utf-16-le", "surrogatepass")
+    return images, hosts.encode(sys.getfilesystemencoding(), "surrogateescape")  # os.fsencode's rule
 
 
 class _HostFiles:
@@ -93,8 +95,7 @@ class _HostFiles:
             return
         for p, _ in batch:
             image_path(p)  # the same checks, and errors, as every other Image method
-        images = "".join([p + "\0" for p, _ in batch]).encode("utf-16-le")
-        self._send((changes, batch, images, _host_bytes([h for _, h in batch])))
+        self._send((changes, batch) + batch_buffers(batch))
         self.b.progress.update(self.b.summary)
 
     def call(self, change: Callable[[], None]) -> None:
@@ -109,9 +110,7 @@ class _HostFiles:
         through the Builder, it returns at once: it is the one doing the work.)"""
         if threading.current_thread() is self.adder:
             return
-        with self.done:
-            while self.outstanding:
-                self.done.wait(0.1)  # a timeout: Ctrl-C gets through
+        self._drain()
         self._raise_failure()
 
     def finish(self) -> None:
@@ -125,9 +124,7 @@ class _HostFiles:
         interrupted = None
         while True:
             try:
-                with self.done:
-                    while self.outstanding:
-                        self.done.wait(0.1)
+                self._drain()
                 break
             except KeyboardInterrupt as e:  # a second Ctrl-C: the batch in flight still ends first
                 interrupted = e
@@ -161,6 +158,12 @@ class _HostFiles:
                 self.outstanding -= 1
                 self.done.notify_all()
             raise
+
+    def _drain(self) -> None:
+        """Until everything sent is done (or skipped)."""
+        with self.done:
+            while self.outstanding:
+                self.done.wait(0.1)  # a timeout: Ctrl-C gets through
 
     def _raise_failure(self) -> None:
         if self.failure is not None:

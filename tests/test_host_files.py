@@ -80,7 +80,7 @@ def test_malformed_buffers_are_rejected_before_anything_is_done(writer, tmp_path
 
 
 # ---- CimfsAddHostTreeFiles: metadata from the host file, hard links by (device, inode) ----------------
-from cimfs_cffi.from_directory import _host_bytes  # noqa: E402  (the encoding the directory source sends)
+from cimfs_cffi.from_directory import batch_buffers  # noqa: E402  (the encoding the directory source sends)
 
 EPOCH = 116444736000000000
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX attribute rules and file types")
@@ -94,8 +94,7 @@ def host_links():
 
 def add_tree_files(w, files, links=None, flags=0, latest=0, image_delta=0, host_delta=0, count_delta=0):
     """files: (image path, host path); returns (HRESULT, failed index, (files, bytes, links))."""
-    images = "".join(p + "\0" for p, _ in files).encode("utf-16-le")
-    hosts = _host_bytes([h for _, h in files]) if files else b""
+    images, hosts = batch_buffers(files)
     failed, result = ffi.new("UINT32 *", 99), ffi.new("CIMFS_HOST_FILES_RESULT *")
     hr = lib.CimfsAddHostTreeFiles(w.h, host_links() if links is None else links, flags, latest,
                                    ffi.from_buffer("WCHAR[]", images) if images else ffi.NULL,
@@ -212,8 +211,7 @@ def test_malformed_tree_file_calls_are_rejected_before_anything_is_done(writer, 
 
 
 def read_batch(files, links=None):
-    images = "".join(p + "\0" for p, _ in files).encode("utf-16-le")
-    hosts = _host_bytes([h for _, h in files])
+    images, hosts = batch_buffers(files)
     batch = ffi.new("CIMFS_HOST_BATCH **")
     assert lib.CimfsHostBatchRead(host_links() if links is None else links, 0, 0, ffi.from_buffer("WCHAR[]", images),
                                   len(images) // 2, hosts, len(hosts), len(files), batch) == S_OK
