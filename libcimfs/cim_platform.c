@@ -1001,16 +1001,31 @@ static void offload_main(void *p)
     cim_mutex_unlock(o->lock);
 }
 
+int cim_worker_start(cim_mutex **lock, cim_cond **changed, cim_thread **thread, void (*fn)(void *), void *arg)
+{
+    *lock = cim_mutex_new();
+    *changed = cim_cond_new();
+    *thread = *lock && *changed ? cim_thread_start(fn, arg) : NULL;
+    if (*thread) return 1;
+    cim_cond_free(*changed);
+    cim_mutex_free(*lock);
+    *changed = NULL;
+    *lock = NULL;
+    return 0;
+}
+
+void cim_worker_join(cim_mutex *lock, cim_cond *changed, cim_thread *thread)
+{
+    cim_thread_join(thread);
+    cim_cond_free(changed);
+    cim_mutex_free(lock);
+}
+
 cim_offload *cim_offload_new(void)
 {
     cim_offload *o = (cim_offload *)calloc(1, sizeof *o);
     if (!o) return NULL;
-    o->lock = cim_mutex_new();
-    o->changed = cim_cond_new();
-    if (o->lock && o->changed) o->thread = cim_thread_start(offload_main, o);
-    if (o->thread) return o;
-    cim_cond_free(o->changed);
-    cim_mutex_free(o->lock);
+    if (cim_worker_start(&o->lock, &o->changed, &o->thread, offload_main, o)) return o;
     free(o);
     return NULL;
 }
@@ -1022,9 +1037,7 @@ void cim_offload_free(cim_offload *o)
     o->state = OFFLOAD_QUIT;
     cim_cond_broadcast(o->changed);
     cim_mutex_unlock(o->lock);
-    cim_thread_join(o->thread);
-    cim_cond_free(o->changed);
-    cim_mutex_free(o->lock);
+    cim_worker_join(o->lock, o->changed, o->thread);
     free(o);
 }
 

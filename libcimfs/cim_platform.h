@@ -97,6 +97,11 @@ void cim_cond_broadcast(cim_cond *c);
 typedef struct cim_thread cim_thread;
 cim_thread *cim_thread_start(void (*fn)(void *), void *arg);
 void cim_thread_join(cim_thread *t);             /* frees t */
+/* A helper thread with a lock and a condition of its own (cim_offload, cim_writer): makes the
+ * two, then starts fn(arg); 0, with neither left made, when any of it fails. */
+int cim_worker_start(cim_mutex **lock, cim_cond **changed, cim_thread **thread, void (*fn)(void *), void *arg);
+/* Joins the thread, which its owner has told to stop, and frees the lock and condition. */
+void cim_worker_join(cim_mutex *lock, cim_cond *changed, cim_thread *thread);
 
 /* A helper thread that runs one job at a time beside the caller: post a job,
  * do other work, wait for it.  NULL from cim_offload_new (no threads, or out

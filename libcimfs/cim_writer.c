@@ -77,12 +77,7 @@ cim_writer *cim_writer_new(cim_bufpool *pool)
     cim_writer *w = (cim_writer *)calloc(1, sizeof *w);
     if (!w) return NULL;
     w->pool = pool;
-    w->lock = cim_mutex_new();
-    w->changed = cim_cond_new();
-    if (w->lock && w->changed) w->thread = cim_thread_start(writer_main, w);
-    if (w->thread) return w;
-    cim_cond_free(w->changed);
-    cim_mutex_free(w->lock);
+    if (cim_worker_start(&w->lock, &w->changed, &w->thread, writer_main, w)) return w;
     free(w);
     return NULL;
 }
@@ -143,9 +138,7 @@ HRESULT cim_writer_free(cim_writer *w)
     w->quit = 1;
     cim_cond_broadcast(w->changed);
     cim_mutex_unlock(w->lock);
-    cim_thread_join(w->thread);
-    cim_cond_free(w->changed);
-    cim_mutex_free(w->lock);
+    cim_worker_join(w->lock, w->changed, w->thread);
     free(w);
     return hr;
 }
