@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+import installations as inst
+
 
 def make_tree(root: str, files: int, dirs: int, links: int, max_size: int, seed: int = 1) -> int:
     rng = random.Random(seed)
@@ -63,14 +65,16 @@ def warm(root: str) -> None:
 
 
 def tools(tree: str, out: str, baseline_python=None):
-    cimfs = [sys.executable, "-m", "cimfs_cffi", "build", "-q", tree, os.path.join(out, "cim", "out.cim")]
-    yield "cimfs build", cimfs, os.path.join(out, "cim")
+    """(name, command, directory it needs, environment) of each tool timed."""
+    args = ["build", "-q", tree, os.path.join(out, "cim", "out.cim")]
+    yield "cimfs build", inst.cimfs_command(sys.executable, args), os.path.join(out, "cim"), inst.checkout_env()
     if baseline_python:  # another installed version of the package, e.g. before a change
-        yield "cimfs build (baseline)", [baseline_python] + cimfs[1:], os.path.join(out, "cim")
+        yield ("cimfs build (baseline)", inst.cimfs_command(baseline_python, args, baseline=True),
+               os.path.join(out, "cim"), inst.installed_env())
     yield "mksquashfs", ["mksquashfs", tree, os.path.join(out, "out.sqfs"), "-noI", "-noD", "-noF", "-noX",
-                         "-noappend", "-quiet", "-no-progress"], None
-    yield "mkfs.erofs", ["mkfs.erofs", "--quiet", os.path.join(out, "out.erofs"), tree], None
-    yield "tar -cf", ["tar", "-cf", os.path.join(out, "out.tar"), "-C", tree, "."], None
+                         "-noappend", "-quiet", "-no-progress"], None, None
+    yield "mkfs.erofs", ["mkfs.erofs", "--quiet", os.path.join(out, "out.erofs"), tree], None, None
+    yield "tar -cf", ["tar", "-cf", os.path.join(out, "out.tar"), "-C", tree, "."], None, None
 
 
 def main() -> None:
@@ -93,22 +97,23 @@ def main() -> None:
         print("tree: %d files (%.0f MB) in %d directories, %d hard links; made in %.1f s"
               % (args.files, total / 1e6, args.dirs, args.links, time.perf_counter() - t))
         warm(tree)
+        inst.check_baseline(args.baseline_python, work)
         runnable, missing = [], []
-        for name, cmd, mkdir in tools(tree, out, args.baseline_python):
-            (runnable if shutil.which(cmd[0]) else missing).append((name, cmd, mkdir))
-        for name, cmd, _ in missing:
+        for name, cmd, mkdir, env in tools(tree, out, args.baseline_python):
+            (runnable if shutil.which(cmd[0]) else missing).append((name, cmd, mkdir, env))
+        for name, cmd, _, _ in missing:
             print("%s: not installed (%s); skipped" % (name, cmd[0]))
-        times = {name: [] for name, _, _ in runnable}
-        durable = {name: [] for name, _, _ in runnable}
+        times = {name: [] for name, _, _, _ in runnable}
+        durable = {name: [] for name, _, _, _ in runnable}
         for _ in range(args.rounds):
-            for name, cmd, mkdir in runnable:
+            for name, cmd, mkdir, env in runnable:
                 shutil.rmtree(out, ignore_errors=True)
                 os.makedirs(mkdir or out, exist_ok=True)
                 os.makedirs(out, exist_ok=True)
                 os.sync()  # each tool starts with no other tool's dirty pages still being written back
                 time.sleep(1)
                 t = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=work)
                 times[name].append(time.perf_counter() - t)
                 os.sync()  # cimfs build fsyncs its image before it returns; the others leave that to later
                 durable[name].append(time.perf_counter() - t)

@@ -37,6 +37,8 @@ import tarfile
 import tempfile
 import time
 
+import installations as inst
+
 SQFSTAR_FLAGS = ["-noI", "-noD", "-noF", "-noX", "-quiet", "-no-progress"]
 
 
@@ -121,16 +123,12 @@ def gzip_floors(layer: str):
     return found, missing
 
 
-def cimfs_command(python: str, layer: str, out: str, threads=None):
-    # sys.exit: a failed build must fail the benchmark, not be timed as a fast one
-    cmd = [python, "-c", "import sys, _cimfs_launcher; sys.exit(_cimfs_launcher.main())", "build", "--layer", "-q",
-           layer, out]
-    if threads is not None:
-        cmd[-2:-2] = ["--threads", str(threads)]
-    return cmd
+def cimfs_command(python: str, layer: str, out: str, threads=None, baseline=False):
+    args = ["build", "--layer", "-q"] + (["--threads", str(threads)] if threads is not None else []) + [layer, out]
+    return inst.cimfs_command(python, args, baseline)
 
 
-def run(cmd, out_files):
+def run(cmd, out_files, env=None, cwd=None):
     for f in out_files:
         if os.path.isdir(f):
             shutil.rmtree(f)
@@ -138,7 +136,7 @@ def run(cmd, out_files):
             os.remove(f)
     os.sync()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
@@ -189,38 +187,42 @@ def main() -> None:
         return
     out = tempfile.mkdtemp(prefix="cimfs-bench-layer-out-")
     cim, sqfs = os.path.join(out, "out.cim"), os.path.join(out, "out.sqfs")
-    commands = []  # (case, label, cmd, outputs)
+    inst.check_baseline(args.baseline_python, out)
+    commands = []  # (case, label, cmd, outputs, env)
     for case in cases:
         layer = layers[case]
-        commands.append((case, "cimfs build --layer", cimfs_command(sys.executable, layer, cim), [cim]))
+        commands.append((case, "cimfs build --layer", cimfs_command(sys.executable, layer, cim), [cim],
+                         inst.checkout_env()))
         for t in args.threads:
             commands.append((case, "cimfs build --layer --threads %d" % t,
-                             cimfs_command(sys.executable, layer, cim, t), [cim]))
+                             cimfs_command(sys.executable, layer, cim, t), [cim], inst.checkout_env()))
         if args.baseline_python:
-            commands.append((case, "baseline cimfs build --layer", cimfs_command(args.baseline_python, layer, cim),
-                             [cim]))
+            commands.append((case, "baseline cimfs build --layer",
+                             cimfs_command(args.baseline_python, layer, cim, baseline=True), [cim],
+                             inst.installed_env()))
         feed = {"gzip": 'zcat "$0"', "plain": 'cat "$0"', "zstd": 'zstd -dc "$0"'}[case]
         if sqfstar:
             commands.append((case, feed.split()[0] + " | sqfstar" if case != "plain" else "sqfstar < tar",
                              ["bash", "-o", "pipefail", "-c", feed + ' | sqfstar %s "$1"' % " ".join(SQFSTAR_FLAGS),
-                              layer, sqfs], [sqfs]))
+                              layer, sqfs], [sqfs], None))
         if case == "gzip":
             floors, missing = gzip_floors(layer)
             if missing:
                 print("gzip readers not found: %s" % ", ".join(missing))
             for label, cmd in floors:
-                commands.append((case, "floor: " + label, cmd, []))
+                commands.append((case, "floor: " + label, cmd, [], None))
         else:
-            commands.append((case, "floor: " + feed.split()[0], ["sh", "-c", feed + " > /dev/null", layer], []))
+            commands.append((case, "floor: " + feed.split()[0], ["sh", "-c", feed + " > /dev/null", layer], [],
+                             None))
 
-    for _, _, cmd, outputs in commands:  # warm the page cache and check every command works
-        run(cmd, outputs)
+    for _, _, cmd, outputs, env in commands:  # warm the page cache and check every command works
+        run(cmd, outputs, env, out)
     times = {i: [] for i in range(len(commands))}
     disk = {i: [] for i in range(len(commands))}
     rss = {i: 0.0 for i in range(len(commands))}
     for r in range(args.rounds):
-        for i, (_, _, cmd, outputs) in enumerate(commands):
-            t, d, m = run(cmd, outputs)
+        for i, (_, _, cmd, outputs, env) in enumerate(commands):
+            t, d, m = run(cmd, outputs, env, out)
             times[i].append(t)
             disk[i].append(d)
             rss[i] = max(rss[i], m)
