@@ -89,6 +89,14 @@ def test_each_gzip_library_gives_the_same_image(tmp_path, monkeypatch, library):
     (tmp_path / "out").mkdir()
     build(str(src), str(tmp_path / "out" / "l.cim"))
     assert sorted(image_files(tmp_path / "out").values()) == sorted(image_files(tmp_path / "ref").values())
+    # Blocks are filled by the decompressor itself: the gzip object's inner reader, not its readinto
+    # (which reads a new bytes object and copies it).
+    with open(src, "rb") as raw:
+        source, _ = tarstream.decompressed(raw)
+        assert isinstance(tarstream._readinto(source).__self__, io.BufferedReader)
+        block = bytearray(1 << 20)
+        got = tarstream.TarStream(source, block=len(block), threaded=False).read(len(plain))
+        assert got == plain
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.7, 0.95])
