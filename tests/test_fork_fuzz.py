@@ -4,6 +4,7 @@ A mutated parent either loads (and the fork commits) or gives
 HR(FILE_CORRUPT); under the sanitizer build (.ci/run) any out-of-bounds
 access or undefined behaviour would abort the run.
 """
+import atexit
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ def template():
     global _TEMPLATE
     if _TEMPLATE is None:
         d = tempfile.mkdtemp(prefix="cimfs-fuzz-")
+        atexit.register(shutil.rmtree, d, True)  # shared by every example; gone with the test process
         w = Writer(d, "base.cim")
         w.mkdir("d")
         w.add("d\\f", b"data" * 10)
