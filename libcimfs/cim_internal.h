@@ -145,7 +145,6 @@ typedef struct cim_region {
     size_t buf_len, buf_cap;
     uint64_t buf_start;
     uint64_t writeback_from;    /* [0, writeback_from) was handed to the OS's writeback */
-    uint64_t dropped_to;        /* [0, dropped_to) is on disk and out of the page cache */
     uint32_t global_index;
     uint16_t local_index;
     uint8_t type;
@@ -313,16 +312,9 @@ void cim_stream_store_empty(cim_image *img, const cim_deferred_stream *s);
  * `bytes` (back to the pool once written, or at once after a failure); wait returns
  * once everything submitted is written, with the first failure; stop also
  * ends the thread and detaches it from the regions. */
-/* What follows a region write at each writeback step: start the writeback of
- * [from, from + length), then wait for [drop_from, from) and drop it from the
- * page cache.  length 0: nothing. */
-typedef struct cim_write_behind {
-    uint64_t drop_from, from, length;
-} cim_write_behind;
-HRESULT cim_write_behind_run(cim_file *f, const cim_write_behind *wb);
 cim_writer *cim_writer_new(cim_bufpool *pool);
 HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap, size_t length, uint64_t offset,
-                          const cim_write_behind *behind);
+                          uint64_t writeback_from, uint64_t writeback_length);
 HRESULT cim_writer_wait(cim_writer *w);
 HRESULT cim_writer_free(cim_writer *w);
 void cim_writer_start(cim_image *img);            /* unless threads == 1; without threads, no-op */

@@ -348,27 +348,6 @@ void cim_file_start_writeback(cim_file *f, uint64_t offset, uint64_t len)
 #endif
 }
 
-HRESULT cim_file_drop_written(cim_file *f, uint64_t offset, uint64_t len)
-{
-    HRESULT hr = fault_check(CIM_FAULT_SYNC);
-    if (hr < 0) return hr;
-#if defined(__linux__) && defined(SYNC_FILE_RANGE_WAIT_AFTER)
-    /* Pages the page cache has never held cost far more to fill than pages
-     * it just gave back: on a VM whose free memory goes back to the host,
-     * a 1.4 GB layer spent 3.3 s of system time copying into fresh pages
-     * and 0.8-1.3 s when each step's pages were dropped once written. */
-    if (sync_file_range(f->fd, (off_t)offset, (off_t)len,
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
-        return hr_from_errno(errno);
-    (void)posix_fadvise(f->fd, (off_t)offset, (off_t)len, POSIX_FADV_DONTNEED); /* a hint */
-#else
-    (void)f;
-    (void)offset;
-    (void)len;
-#endif
-    return CIMFS_S_OK;
-}
-
 void cim_file_close(cim_file *f)
 {
     if (!f) return;
@@ -810,15 +789,6 @@ void cim_file_start_writeback(cim_file *f, uint64_t offset, uint64_t len)
     (void)f;
     (void)offset;
     (void)len;
-}
-
-HRESULT cim_file_drop_written(cim_file *f, uint64_t offset, uint64_t len)
-{
-    /* Not done on Windows: FlushFileBuffers would wait for the whole file. */
-    (void)f;
-    (void)offset;
-    (void)len;
-    return fault_check(CIM_FAULT_SYNC);
 }
 
 void cim_file_close(cim_file *f)

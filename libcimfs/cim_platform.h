@@ -55,12 +55,6 @@ HRESULT cim_file_sync(cim_file *f);
  * waiting (Linux: sync_file_range), so that the final cim_file_sync has
  * little left to do; a no-op where there is no such call. */
 void cim_file_start_writeback(cim_file *f, uint64_t offset, uint64_t len);
-/* Waits until [offset, offset + len), whose writeback was started earlier,
- * is on disk, then drops it from the page cache (Linux: sync_file_range and
- * posix_fadvise), so that a build's output recycles the same pages instead
- * of filling the cache; S_OK where there is no such call.  Its failure must
- * fail the image: the wait can consume the error a later fsync would report. */
-HRESULT cim_file_drop_written(cim_file *f, uint64_t offset, uint64_t len);
 void cim_file_close(cim_file *f);
 
 HRESULT cim_path_rename(const cim_nchar *from, const cim_nchar *to); /* replaces `to` */

@@ -83,28 +83,24 @@ HRESULT cim_region_open(cim_region *r, const cim_nchar *dir, const char *guid_te
 }
 
 /* Writes p[0..n) at buf_start, on the writer's thread when `owned` (p is
- * then the writer's, a buffer of owned_cap bytes), else here.  Every step it
- * starts the writeback of the bytes since the last step, and drops the step
- * before that from the page cache once it is on disk (cim_write_behind). */
+ * then the writer's, a buffer of owned_cap bytes), else here; then starts
+ * writeback every step. */
 static HRESULT put(cim_region *r, const uint8_t *p, size_t n, uint8_t *owned, size_t owned_cap)
 {
-    uint64_t end = r->buf_start + n;
-    cim_write_behind wb = {0, 0, 0};
+    uint64_t end = r->buf_start + n, wb_from = 0, wb_len = 0;
     HRESULT hr;
     if (end - r->writeback_from >= CIM_WRITEBACK_STEP) {
-        wb.drop_from = r->dropped_to < r->writeback_from ? r->dropped_to : r->writeback_from;
-        wb.from = r->writeback_from;
-        wb.length = end - wb.from;
-        r->dropped_to = r->writeback_from;
+        wb_from = r->writeback_from;
+        wb_len = end - wb_from;
         r->writeback_from = end;
     }
     if (owned) {
-        hr = cim_writer_submit(r->writer, r->file, owned, owned_cap, n, r->buf_start, &wb);
+        hr = cim_writer_submit(r->writer, r->file, owned, owned_cap, n, r->buf_start, wb_from, wb_len);
     } else {
         if (r->writer) hr = cim_writer_wait(r->writer); /* queued bytes first */
         else hr = CIMFS_S_OK;
         if (hr >= 0) hr = cim_file_pwrite(r->file, p, n, r->buf_start);
-        if (hr >= 0) hr = cim_write_behind_run(r->file, &wb);
+        if (hr >= 0 && wb_len) cim_file_start_writeback(r->file, wb_from, wb_len);
     }
     if (hr < 0) return hr;
     r->buf_start = end;
@@ -196,7 +192,6 @@ void cim_region_rewind(cim_region *r, uint64_t to)
         r->buf_start = to;
         r->buf_len = 0;
         if (r->writeback_from > to) r->writeback_from = to;
-        if (r->dropped_to > to) r->dropped_to = to;
     }
     r->end = to;
 }

@@ -28,7 +28,7 @@ typedef struct write_job {
     size_t cap;
     size_t length;
     uint64_t offset;
-    cim_write_behind behind;    /* run after the write */
+    uint64_t writeback_from, writeback_length; /* cim_file_start_writeback after the write, if length */
 } write_job;
 
 struct cim_writer {
@@ -59,7 +59,7 @@ static void writer_main(void *arg)
         if (w->error >= 0) {
             cim_mutex_unlock(w->lock);
             hr = cim_file_pwrite(j->file, j->bytes, j->length, j->offset);
-            if (hr >= 0) hr = cim_write_behind_run(j->file, &j->behind);
+            if (hr >= 0 && j->writeback_length) cim_file_start_writeback(j->file, j->writeback_from, j->writeback_length);
             cim_mutex_lock(w->lock);
         }
         if (hr < 0 && w->error >= 0) w->error = hr;
@@ -83,7 +83,7 @@ cim_writer *cim_writer_new(cim_bufpool *pool)
 }
 
 HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap, size_t length, uint64_t offset,
-                          const cim_write_behind *behind)
+                          uint64_t writeback_from, uint64_t writeback_length)
 {
     HRESULT hr;
     write_job *j = (write_job *)malloc(sizeof *j);
@@ -97,7 +97,8 @@ HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap
     j->cap = cap;
     j->length = length;
     j->offset = offset;
-    j->behind = *behind;
+    j->writeback_from = writeback_from;
+    j->writeback_length = writeback_length;
     cim_mutex_lock(w->lock);
     while (w->queued && w->queued + length > CIM_WRITER_MAX_BYTES && w->error >= 0)
         cim_cond_wait(w->changed, w->lock);
@@ -115,13 +116,6 @@ HRESULT cim_writer_submit(cim_writer *w, cim_file *f, uint8_t *bytes, size_t cap
         free(j);
     }
     return hr;
-}
-
-HRESULT cim_write_behind_run(cim_file *f, const cim_write_behind *wb)
-{
-    if (!wb->length) return CIMFS_S_OK;
-    cim_file_start_writeback(f, wb->from, wb->length);
-    return wb->drop_from < wb->from ? cim_file_drop_written(f, wb->drop_from, wb->from - wb->drop_from) : CIMFS_S_OK;
 }
 
 HRESULT cim_writer_wait(cim_writer *w)

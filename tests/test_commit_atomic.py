@@ -127,44 +127,6 @@ def test_disk_full_when_a_queued_stream_is_placed_fails_the_commit(workdir, size
     assert os.listdir(workdir) == []
 
 
-def _sync_ops_of_a_build(d, threads, size):
-    """How many sync operations a build holding one file of ``size`` bytes performs."""
-    d.mkdir()
-    w = Writer(d)
-    assert u(lib.CimfsSetWriterThreads(w.h, threads)) == S_OK
-    lib.CimfsTestInjectFault(0, 0, 0, 0)  # counters only
-    w.add("big", b"\x5a" * size, chunk=4 << 20)
-    assert w.commit() == S_OK
-    n = lib.CimfsTestFaultCount(lib.CIM_FAULT_SYNC)
-    lib.CimfsTestClearFault()
-    w.close()
-    return n
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_failed_write_behind_fails_the_image(tmp_path, threads):
-    """Every 32 MiB of a region the writer waits until the step before is on disk and drops it from
-    the page cache (docs/api.md §9.5).  That wait can take the write error a later fsync would have
-    reported, so its failure must fail the image, and leave nothing."""
-    size = 100 << 20
-    small = _sync_ops_of_a_build(tmp_path / "small", threads, 4096)
-    big = _sync_ops_of_a_build(tmp_path / "big", threads, size)
-    assert big >= small + 2  # at least two steps were waited for before the commit's own syncs
-    d = tmp_path / "failing"
-    d.mkdir()
-    w = Writer(d)
-    assert u(lib.CimfsSetWriterThreads(w.h, threads)) == S_OK
-    lib.CimfsTestInjectFault(lib.CIM_FAULT_SYNC, 0, DISK_FULL, 0)  # the first wait fails
-    assert w.create("big", size=size) == S_OK
-    results = {u(lib.CimWriteStream(w.stream, b"\x5a" * (4 << 20), 4 << 20)) for _ in range(size >> 22)}
-    lib.CimfsTestClearFault()
-    w.close_stream()
-    assert w.commit() == HR_DISK_FULL
-    assert results <= {S_OK, HR_DISK_FULL}
-    w.close()
-    assert os.listdir(d) == []
-
-
 def test_closing_without_commit_keeps_an_existing_image(workdir):
     build_base(workdir)
     before = tree_state(workdir)
