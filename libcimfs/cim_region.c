@@ -137,11 +137,26 @@ HRESULT cim_region_write(cim_region *r, const void *p, size_t n)
     if (r->buf_len + n > r->buf_cap) {
         hr = flush(r);
         if (hr < 0) return hr;
-        if (n >= r->buf_cap) { /* large writes bypass the buffer */
+        /* Without a writer thread large writes bypass the buffer.  With one
+         * they go through its buffers: copying them costs the caller less
+         * than the kernel's copy into the page cache (the plain layer's
+         * files over 32 MiB: 0.2 s), and the caller no longer waits for the
+         * writer to empty its queue first. */
+        if (n >= r->buf_cap && !r->writer) {
             hr = put(r, src, n, NULL, 0);
             if (hr < 0) return hr;
             r->end += n;
             return CIMFS_S_OK;
+        }
+        while (n > r->buf_cap - r->buf_len) {
+            size_t k = r->buf_cap - r->buf_len;
+            memcpy(r->buf + r->buf_len, src, k);
+            r->buf_len += k;
+            r->end += k;
+            src += k;
+            n -= k;
+            hr = flush(r);
+            if (hr < 0) return hr;
         }
     }
     memcpy(r->buf + r->buf_len, src, n);

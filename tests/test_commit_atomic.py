@@ -110,6 +110,22 @@ def test_disk_full_while_streaming_fails_the_write_and_the_commit(workdir):
     assert os.listdir(workdir) == []
 
 
+def test_disk_full_on_the_writer_thread_while_streaming_fails_the_commit(workdir):
+    """A stream too large to queue goes through the writer thread's buffers: a failed write there
+    is returned by a later write or by the commit, which then leaves nothing."""
+    w = Writer(workdir)
+    size = 40 << 20
+    assert w.create("big", size=size) == S_OK
+    lib.CimfsTestInjectFault(lib.CIM_FAULT_WRITE, 2, DISK_FULL, 0)  # the third region write
+    results = [u(lib.CimWriteStream(w.stream, b"x" * (4 << 20), 4 << 20)) for _ in range(size >> 22)]
+    lib.CimfsTestClearFault()
+    assert set(results) <= {S_OK, HR_DISK_FULL}
+    w.close_stream()
+    assert w.commit() == HR_DISK_FULL
+    w.close()
+    assert os.listdir(workdir) == []
+
+
 @pytest.mark.parametrize("size", [100, 4 << 20])
 def test_disk_full_when_a_queued_stream_is_placed_fails_the_commit(workdir, size):
     """A stream hashed on a helper thread reaches its region later: the failure of that write
