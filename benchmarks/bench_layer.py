@@ -3,7 +3,11 @@
 Generates (or takes, with ``--layer``) a Windows-container-shaped layer tar:
 ``Files/...`` with FILE_COUNT files whose sizes follow a log-normal spread (many
 small files, a few large "DLLs") scaled to TOTAL_MB, half random and half
-repetitive bytes (gzip shrinks it to about 55 %), plus a few hard links.  From
+repetitive bytes (gzip shrinks it to about 55 %), plus a few hard links.  Every
+entry carries the PAX records that hcsshim's layer export writes
+(``MSWINDOWS.fileattr``, ``MSWINDOWS.rawsd``: one of a few security
+descriptors, ``LIBARCHIVE.creationtime``), so per-entry metadata costs what it
+costs in a real layer.  From
 it, three cases, each timed round by round in turn (medians, with the spread):
 
 * **gzip**: ``cimfs build --layer L.tar.gz``; ``zcat L.tar.gz | sqfstar -noI -noD
@@ -24,6 +28,7 @@ Targets (issue 14): gzip <= 0.50x zcat|sqfstar and <= 1.5x the floor; plain
                                      [--cache DIR] [--threads N ...] [--baseline-python PY]
 """
 import argparse
+import base64
 import hashlib
 import io
 import math
@@ -48,6 +53,43 @@ def _sizes(files: int, total: int, rng: random.Random):
     return [max(0, int(s * scale)) for s in raw]
 
 
+def _sid(authority: int, *subs: int) -> bytes:
+    return bytes([1, len(subs)]) + authority.to_bytes(6, "big") + b"".join(s.to_bytes(4, "little") for s in subs)
+
+
+SYSTEM, ADMINS, USERS = _sid(5, 18), _sid(5, 32, 544), _sid(5, 32, 545)
+TRUSTED_INSTALLER = _sid(5, 80, 956008885, 3418522649, 1831038044, 1853292631, 2271478464)
+ALL_APP_PACKAGES = _sid(15, 2, 1)
+
+
+def _security_descriptor(owner: bytes, aces) -> bytes:
+    """A self-relative descriptor (owner, group SYSTEM, a DACL of access-allowed ACEs), as
+    MSWINDOWS.rawsd carries it."""
+    body = b"".join(bytes([0, flags]) + (8 + len(sid)).to_bytes(2, "little") + mask.to_bytes(4, "little") + sid
+                    for sid, mask, flags in aces)
+    acl = bytes([2, 0]) + (8 + len(body)).to_bytes(2, "little") + len(aces).to_bytes(2, "little") + bytes(2) + body
+    header = 20
+    return (bytes([1, 0]) + (0x8004).to_bytes(2, "little") + header.to_bytes(4, "little")
+            + (header + len(owner)).to_bytes(4, "little") + bytes(4)
+            + (header + len(owner) + len(SYSTEM)).to_bytes(4, "little") + owner + SYSTEM + acl)
+
+
+# The few descriptors a base layer's files share (system files, program files, user-writable).
+DESCRIPTORS = [_security_descriptor(TRUSTED_INSTALLER, [(TRUSTED_INSTALLER, 0x1F01FF, 0), (SYSTEM, 0x1200A9, 0),
+                                                        (ADMINS, 0x1200A9, 0), (USERS, 0x1200A9, 0),
+                                                        (ALL_APP_PACKAGES, 0x1200A9, 0)]),
+               _security_descriptor(ADMINS, [(SYSTEM, 0x1F01FF, 0x10), (ADMINS, 0x1F01FF, 0x10),
+                                             (USERS, 0x1200A9, 0x10)]),
+               _security_descriptor(SYSTEM, [(SYSTEM, 0x1F01FF, 0x13), (ADMINS, 0x1F01FF, 0x13),
+                                             (USERS, 0x1301BF, 0x13)])]
+
+
+def _windows_pax(rng: random.Random, directory: bool) -> dict:
+    return {"MSWINDOWS.fileattr": "16" if directory else "32",
+            "MSWINDOWS.rawsd": base64.b64encode(DESCRIPTORS[rng.randrange(len(DESCRIPTORS))]).decode(),
+            "LIBARCHIVE.creationtime": "%d.%07d" % (1_600_000_000 + rng.randrange(10 ** 8), rng.randrange(10 ** 7))}
+
+
 def make_layer(path: str, files: int, total_mb: int, seed: int = 1) -> None:
     """A plain layer tar at ``path`` (written once, then reused from the cache)."""
     rng = random.Random(seed)
@@ -60,6 +102,7 @@ def make_layer(path: str, files: int, total_mb: int, seed: int = 1) -> None:
         for d in ["Files", "Files/Windows", "Files/Windows/System32", "Files/Program Files"] + dirs:
             info = tarfile.TarInfo(d)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
+            info.pax_headers = _windows_pax(rng, True)
             tar.addfile(info)
         names = []
         for i, size in enumerate(_sizes(files, total_mb << 20, rng)):
@@ -70,6 +113,7 @@ def make_layer(path: str, files: int, total_mb: int, seed: int = 1) -> None:
                 out += text * 8
             info = tarfile.TarInfo("%s/f%05d.dll" % (dirs[i % len(dirs)], i))
             info.size, info.mode, info.mtime = size, 0o644, 1_700_000_000 + i
+            info.pax_headers = _windows_pax(rng, False)
             tar.addfile(info, io.BytesIO(bytes(out[:size])))
             names.append(info.name)
         for i in range(files // 40):  # a few hard links, as real layers have
@@ -168,7 +212,7 @@ def main() -> None:
         cases.remove("zstd")
 
     os.makedirs(args.cache, exist_ok=True)
-    key = hashlib.sha1(("%d-%d-v1" % (args.files, args.mb)).encode()).hexdigest()[:10]
+    key = hashlib.sha1(("%d-%d-v2" % (args.files, args.mb)).encode()).hexdigest()[:10]
     plain = os.path.join(args.cache, "layer-%s.tar" % key)
     if not os.path.exists(plain):
         print("generating %s (%d files, %d MiB) ..." % (plain, args.files, args.mb), flush=True)

@@ -21,6 +21,7 @@ from typing import Iterator, List, Optional, Tuple, cast
 
 from . import layertar as lt
 from . import tarstream
+from .tarheader import FastTarInfo
 from .builder import STDIN, Builder
 from .errors import BuildError, CimError
 from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
@@ -63,7 +64,7 @@ def _open_tar(path: str, stack: List, b: Builder) -> Tuple[tarfile.TarFile, tars
     stack.append(stream)
     try:
         # typeshed's fileobj protocol also wants write(), which the read-only TarStream lacks
-        return tarfile.open(fileobj=stream, mode="r:"), stream  # type: ignore[call-overload]
+        return tarfile.open(fileobj=stream, mode="r:", tarinfo=FastTarInfo), stream  # type: ignore[call-overload]
     except _decode_errors() as e:
         if isinstance(e, CimError):
             raise
