@@ -44,12 +44,9 @@ def test_set_writer_threads_hresults(tmp_path):
     assert u(lib.CimfsSetWriterThreads(w.h, 1)) == E_INVALIDARG  # closed
 
 
-@pytest.mark.parametrize("chunk", [None, 1 << 20, 300 << 10, 4096])
-def test_the_api_writes_the_same_bytes_with_and_without_the_helper(tmp_path, chunk):
-    rng = random.Random(7)
-    blobs = [rng.randbytes(n) if hasattr(rng, "randbytes") else os.urandom(n)
-             for n in sizes_around_the_helper_threshold(rng)]
-    blobs.append(blobs[-2])  # a duplicate: found by its digest either way
+def files_at_each_thread_count(tmp_path, blobs, chunk):
+    """Writes ``blobs`` as files f0, f1, ... at threads 1, 0 (all cores) and 2, reads each back, and
+    returns the region and objectid files; they must be the same at every thread count."""
     out = {}
     for threads in (1, 0, 2):
         d = tmp_path / str(threads)
@@ -63,6 +60,16 @@ def test_the_api_writes_the_same_bytes_with_and_without_the_helper(tmp_path, chu
             assert img.read(img.lookup("f%d" % i)) == blob
         out[threads] = files_of(d)
     assert out[1] == out[0] == out[2]
+    return out[1]
+
+
+@pytest.mark.parametrize("chunk", [None, 1 << 20, 300 << 10, 4096])
+def test_the_api_writes_the_same_bytes_with_and_without_the_helper(tmp_path, chunk):
+    rng = random.Random(7)
+    blobs = [rng.randbytes(n) if hasattr(rng, "randbytes") else os.urandom(n)
+             for n in sizes_around_the_helper_threshold(rng)]
+    blobs.append(blobs[-2])  # a duplicate: found by its digest either way
+    files_at_each_thread_count(tmp_path, blobs, chunk)
 
 
 def test_streams_too_large_to_queue_are_the_same_bytes_with_and_without_the_writer(tmp_path):
@@ -72,21 +79,9 @@ def test_streams_too_large_to_queue_are_the_same_bytes_with_and_without_the_writ
     rng = random.Random(11)
     big = rng.randbytes((33 << 20) + 12345)
     blobs = [big, b"small", big, rng.randbytes(40 << 20), rng.randbytes(5000)]
-    out = {}
-    for threads in (1, 0, 2):
-        d = tmp_path / str(threads)
-        d.mkdir()
-        w = Writer(d)
-        assert u(lib.CimfsSetWriterThreads(w.h, threads)) == S_OK
-        for i, blob in enumerate(blobs):
-            w.add("f%d" % i, blob, chunk=(3 << 20) + 7)
-        img = w.finish()
-        for i, blob in enumerate(blobs):
-            assert img.read(img.lookup("f%d" % i)) == blob
-        out[threads] = files_of(d)
-    assert out[1] == out[0] == out[2]
+    files = files_at_each_thread_count(tmp_path, blobs, (3 << 20) + 7)
     # the duplicate was dropped: the regions hold each large stream once
-    assert sum(len(v) for (kind, _), v in out[1].items() if kind == "region") < len(big) + (42 << 20)
+    assert sum(len(v) for (kind, _), v in files.items() if kind == "region") < len(big) + (42 << 20)
 
 
 def test_image_create_threads_is_validated(tmp_path):
