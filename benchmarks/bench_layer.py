@@ -172,20 +172,29 @@ def cimfs_command(python: str, layer: str, out: str, threads=None, baseline=Fals
     return inst.cimfs_command(python, args, baseline)
 
 
-def run(cmd, out_files, env=None, cwd=None):
+def run(cmd, out_files, env=None, cwd=None, warnings=None):
+    """(seconds until exit, until on disk, peak RSS MiB).  A command's standard error goes to a file
+    (sqfstar warns once per entry of the PAX records it ignores); ``warnings``: a dict that gets
+    the first of its lines and their count, by command."""
     for f in out_files:
         if os.path.isdir(f):
             shutil.rmtree(f)
         elif os.path.exists(f):
             os.remove(f)
     os.sync()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        err.seek(0)
+        lines = err.read().decode("utf-8", "replace").splitlines()
     proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
     if proc.returncode != 0:
-        raise SystemExit("%s failed (%s)" % (" ".join(cmd), proc.returncode))
+        raise SystemExit("%s failed (%s)%s" % (" ".join(cmd), proc.returncode,
+                                               "".join("\n  " + line for line in lines[-10:])))
+    if lines and warnings is not None:
+        warnings[" ".join(cmd)] = (lines[0], len(lines))
     os.sync()  # until the output is on disk: cimfs build fsyncs before it exits, sqfstar leaves it to the kernel
     on_disk = time.perf_counter() - start
     return elapsed, on_disk, usage.ru_maxrss / 1024  # MiB on Linux
@@ -259,15 +268,18 @@ def main() -> None:
             commands.append((case, "floor: " + feed.split()[0], ["sh", "-c", feed + " > /dev/null", layer], [],
                              None))
 
+    warnings: dict = {}
     for c in list(commands):  # warm the page cache and check every command works
         case, label, cmd, outputs, env = c
         try:
-            run(cmd, outputs, env, out)
+            run(cmd, outputs, env, out, warnings)
         except SystemExit as e:
             if not label.startswith("baseline"):
                 raise
             print("%s (%s case): %s; row skipped" % (label, case, e))  # e.g. a baseline without zstandard
             commands.remove(c)
+    for cmd, (first, count) in warnings.items():
+        print("%s: %d lines on standard error, the first: %s" % (cmd, count, first))
     times = {i: [] for i in range(len(commands))}
     disk = {i: [] for i in range(len(commands))}
     rss = {i: 0.0 for i in range(len(commands))}
