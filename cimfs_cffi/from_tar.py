@@ -21,11 +21,11 @@ from typing import Iterator, List, Optional, Tuple, cast
 
 from . import layertar as lt
 from . import tarstream
-from .tarheader import FastTarInfo
 from .builder import STDIN, Builder
 from .errors import BuildError, CimError
 from .metadata import (DIRECTORY, HIDDEN, RAW_FILETIME_MIN, READONLY, REPARSE_POINT, SPARSE_FILE, FileMetadata,
                        ea_buffer, mount_point_reparse, symlink_reparse)
+from .tarheader import FastTarInfo
 
 __all__ = ["add_tar", "MAX_HOLE_FILL", "HIVES"]
 

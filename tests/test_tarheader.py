@@ -65,7 +65,7 @@ def test_fast_headers_decode_as_tarfile_decodes_them(data):
 
 def test_the_common_header_takes_the_fast_path(monkeypatch):
     """The ordinary header is decoded without tarfile (else the module would be no faster), and the
-    others still are decoded by tarfile: a GNU sparse header, a signed checksum, the end block."""
+    others still are decoded by tarfile: a GNU sparse header, the end block."""
     calls = []
     original = tarfile.TarInfo.frombuf.__func__
 
