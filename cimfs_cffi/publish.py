@@ -158,13 +158,18 @@ def _lock_name_file(path: str, create: bool = True) -> Optional[int]:
         fd = _try_lock(path, create=False)
         if fd is None:
             return None
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
+        if _still_at(fd, path):
             return fd
         os.close(fd)
+
+
+def _still_at(fd: int, path: str) -> bool:
+    """Whether the file locked through ``fd`` is still the one at ``path``.  Its holder removes it
+    when done, then lets go: a lock taken between that open and that removal is on a dead file."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _unlock_name_file(path: str, fd: int) -> None:
@@ -218,11 +223,15 @@ def _remove_if_dead(directory: str, name: str) -> bool:
         return True
     if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
         return False
-    fd = _try_lock(os.path.join(path, STAGING_LOCK), create=False)
+    lock = os.path.join(path, STAGING_LOCK)
+    fd = _try_lock(lock, create=False)
+    if fd is not None and not _still_at(fd, lock):  # its build finished while we looked: not dead
+        os.close(fd)
+        return False
     if fd is None:
         # Alive (a staging folder is locked before it gets this name), unless its lock file is
         # gone too: a build killed while removing its folder; then only age tells.
-        if os.path.exists(os.path.join(path, STAGING_LOCK)) or time.time() - os.stat(path).st_mtime < 3600:
+        if os.path.exists(lock) or time.time() - os.stat(path).st_mtime < 3600:
             return False
     shutil.rmtree(path, ignore_errors=True)
     if fd is not None:

@@ -39,6 +39,26 @@ def test_builds_of_different_images_in_one_directory_run_at_once(tmp_path):
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]  # no staging or lock left
 
 
+def test_a_build_that_finishes_while_a_cleaner_looks_is_not_taken_for_a_dead_one(tmp_path, monkeypatch):
+    """A build's cleaner opens another build's staging lock file; that build finishes (removes its
+    folder, then lets go of the lock) before the cleaner locks it.  The lock is then free, but on a
+    removed file: the cleaner must not report a build that was killed (CI once saw the warning)."""
+    staging = publish.Staging(str(tmp_path), "x.cim", None)
+    real_try_lock = publish._try_lock
+
+    def finishing_meanwhile(path, create=True):
+        if not path.endswith(publish.STAGING_LOCK):
+            return real_try_lock(path, create)
+        fd = os.open(path, os.O_RDWR)  # the cleaner has the lock file open ...
+        staging.close()  # ... when that build removes its folder and lets go of the lock
+        publish.fcntl.flock(fd, publish.fcntl.LOCK_EX | publish.fcntl.LOCK_NB)  # so the lock is free
+        return fd
+
+    monkeypatch.setattr(publish, "_try_lock", finishing_meanwhile)
+    assert publish.remove_dead_builds(str(tmp_path)) == []
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_second_build_of_the_same_image_is_refused_and_nothing_mixes(tmp_path):
     src = make_tree(tmp_path / "src", 3, 2)
     (tmp_path / "out").mkdir()
